@@ -1,0 +1,185 @@
+"""Data decisions of the ollama_host role, as plain Python the unit tests call.
+
+* Model names are compared the way Ollama compares them (``llama3.2`` is
+  ``llama3.2:latest``), so a re-run pulls and deletes nothing.
+* Firewall sources are validated and merged here (``ipaddress``), so a typo in
+  an address fails the preflight instead of the nftables load, and overlapping
+  entries (a host inside an allowed network) never make an interval set fail.
+* The drop-in's ``Environment=`` lines are quoted here, once, for systemd.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MODEL_STATES = ("present", "absent")
+
+
+def ollama_host_model_name(name: str) -> str:
+    """Ollama's short form of a model name: registry prefix dropped, ``:latest`` if no tag."""
+    text = str(name).strip()
+    for prefix in ("registry.ollama.ai/", "library/"):
+        text = text.removeprefix(prefix)
+    if text and ":" not in text.rsplit("/", 1)[-1]:
+        text += ":latest"
+    return text
+
+
+def ollama_host_model_plan(
+    models: Iterable[Mapping[str, Any]], present: Iterable[str]
+) -> dict[str, list[str]]:
+    """Which models to pull (wanted, missing) and delete (absent, but there).
+
+    ``models`` is ``ollama_host_models``; ``present`` the names ``/api/tags`` lists.
+    Raises on an entry without a name, an unknown state, or a model listed twice.
+    """
+    wanted: dict[str, str] = {}
+    for index, entry in enumerate(models):
+        if not isinstance(entry, Mapping) or not str(entry.get("name") or "").strip():
+            raise AnsibleFilterError(
+                f"ollama_host_models[{index}] needs a name, e.g. {{name: llama3.2:3b}}"
+            )
+        name = ollama_host_model_name(entry["name"])
+        state = str(entry.get("state") or "present")
+        if state not in MODEL_STATES:
+            raise AnsibleFilterError(
+                f"ollama_host_models: {entry['name']!r} has state {state!r}; "
+                f"use one of {', '.join(MODEL_STATES)}"
+            )
+        if name in wanted:
+            raise AnsibleFilterError(
+                f"ollama_host_models lists {name!r} more than once; keep one entry per model"
+            )
+        wanted[name] = state
+    there = {ollama_host_model_name(n) for n in present}
+    return {
+        "pull": [n for n, s in wanted.items() if s == "present" and n not in there],
+        "delete": [n for n, s in wanted.items() if s == "absent" and n in there],
+    }
+
+
+def ollama_host_ip_version(value: Any) -> int:
+    """4 or 6 for an IP address literal, 0 for anything else."""
+    try:
+        return ipaddress.ip_address(str(value).strip()).version
+    except ValueError:
+        return 0
+
+
+def ollama_host_url_host(address: str) -> str:
+    """The address as it goes in a URL or ``host:port``: IPv6 in brackets."""
+    text = str(address).strip()
+    return f"[{text}]" if ollama_host_ip_version(text) == 6 else text
+
+
+def ollama_host_peer_address(host_vars: Mapping[str, Any]) -> str:
+    """An inventory host's IPv4 address: from its facts, else an IP in ``ansible_host``.
+
+    Empty when neither is known (facts not gathered and ``ansible_host`` a name):
+    the preflight turns that into an error that says what to do.
+    """
+    facts = host_vars.get("ansible_facts") or {}
+    address = (facts.get("default_ipv4") or {}).get("address")
+    if address and ollama_host_ip_version(address):
+        return str(address)
+    fallback = host_vars.get("ansible_host")
+    if fallback and ollama_host_ip_version(fallback):
+        return str(fallback).strip()
+    return ""
+
+
+def ollama_host_group_members(groups: Mapping[str, Iterable[str]], names: Iterable[str]) -> list[str]:
+    """Hosts of the named inventory groups, each once, in inventory order."""
+    members: list[str] = []
+    for name in names:
+        for host in groups.get(name, []):
+            if host not in members:
+                members.append(host)
+    return members
+
+
+def _network_text(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+def ollama_host_client_networks(entries: Iterable[Any]) -> dict[str, list[str]]:
+    """Addresses and CIDRs split by family, merged, as nftables set elements.
+
+    ``192.168.1.7/24`` counts as its network (``192.168.1.0/24``). Raises on an
+    entry that is neither an address nor a network, naming it.
+    """
+    by_family: dict[int, list[Any]] = {4: [], 6: []}
+    for entry in entries:
+        text = str(entry).strip()
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError as exc:
+            raise AnsibleFilterError(
+                f"firewall source {text!r} is not an IP address or network (CIDR): {exc}"
+            ) from exc
+        by_family[network.version].append(network)
+    return {
+        f"ipv{version}": [
+            _network_text(n) for n in ipaddress.collapse_addresses(sorted(networks))
+        ]
+        for version, networks in by_family.items()
+    }
+
+
+def _systemd_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+
+
+def ollama_host_environment(
+    managed: Mapping[str, Any], extra: Mapping[str, Any]
+) -> list[str]:
+    """``KEY=value`` assignments for the drop-in, quoted for ``Environment="..."``.
+
+    ``managed`` holds the role's own settings (an empty value is left out, so
+    Ollama uses its default); ``extra`` is ``ollama_host_environment``. A key
+    of ``extra`` that the role manages, or that is not a variable name, raises.
+    """
+    clashes = sorted(set(extra) & set(managed))
+    if clashes:
+        raise AnsibleFilterError(
+            f"ollama_host_environment sets {', '.join(clashes)}, which the role manages: "
+            "use the matching ollama_host_* variable instead"
+        )
+    bad = sorted(str(k) for k in extra if not ENV_KEY.match(str(k)))
+    if bad:
+        raise AnsibleFilterError(
+            f"ollama_host_environment: {', '.join(bad)} is not a valid variable name"
+        )
+    lines: list[str] = []
+    for key, value in [*managed.items(), *sorted(extra.items())]:
+        if value is None or str(value) == "":
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        text = str(value)
+        if "\n" in text:
+            raise AnsibleFilterError(f"environment value of {key} must be one line")
+        lines.append(_systemd_quote(f"{key}={text}"))
+    return lines
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "ollama_host_model_name": ollama_host_model_name,
+            "ollama_host_model_plan": ollama_host_model_plan,
+            "ollama_host_ip_version": ollama_host_ip_version,
+            "ollama_host_url_host": ollama_host_url_host,
+            "ollama_host_peer_address": ollama_host_peer_address,
+            "ollama_host_group_members": ollama_host_group_members,
+            "ollama_host_client_networks": ollama_host_client_networks,
+            "ollama_host_environment": ollama_host_environment,
+        }

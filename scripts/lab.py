@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Bring the lab up and leave it running, or take it down.
+
+python3 scripts/lab.py up     # converge the default scenario, write .lab/env
+python3 scripts/lab.py down   # destroy it, remove .lab/env
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scripts.bootstrap import reexec_in_venv  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down", "converge", "verify"])
+    args = parser.parse_args()
+    reexec_in_venv(REPO / "requirements-test.txt")
+    from tests.lab import lab
+
+    bin_dir = Path(sys.executable).parent
+    if args.action == "down":
+        env = {"LAB_HOST_IMAGE": "unused-by-destroy"}
+        code = lab.molecule(bin_dir, "destroy", env)
+        (lab.LAB_DIR / "env").unlink(missing_ok=True)
+        return code
+    env = lab.prepare()
+    env_file = lab.write_env(bin_dir)
+    code = lab.molecule(bin_dir, "verify" if args.action == "verify" else "converge", env)
+    if code == 0:
+        print(f"lab is up; `source {env_file}` for GATEWAY_URL, GATEWAY_KEY, ...")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Fixtures for the tests that run against the lab (Molecule's verify step, or
+`make lab-up` followed by `pytest tests/integration`).
+
+Everything comes from `.lab/env`, which `scripts/lab.py` writes while the lab
+is up. What is real in the lab: systemd, Docker, Compose, LiteLLM (the pinned
+release from PyPI), Postgres and Prometheus. What is a stand-in: the cloud
+APIs (OpenAI, Anthropic, Gemini) and the Ollama binary, both served by
+tests/emulator/provider_emulator.py; the tests that touch them say so.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import testinfra
+
+from tests.integration.lab_client import Emulator
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_ENV = Path(os.environ.get("LAB_ENV_FILE", REPO / ".lab" / "env"))
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ")
+        key, _, raw = line.partition("=")
+        values[key] = shlex.split(raw)[0] if raw else ""
+    return values
+
+
+@pytest.fixture(scope="session")
+def lab() -> dict[str, str]:
+    if not LAB_ENV.is_file():
+        pytest.fail(f"{LAB_ENV} is missing: bring the lab up first (make lab-up)")
+    return _read_env(LAB_ENV)
+
+
+@pytest.fixture(scope="session")
+def gateway_url(lab: dict[str, str]) -> str:
+    return lab["GATEWAY_URL"]
+
+
+@pytest.fixture(scope="session")
+def gateway_key(lab: dict[str, str]) -> str:
+    return lab["GATEWAY_KEY"]
+
+
+@pytest.fixture(scope="session")
+def emulator_url(lab: dict[str, str]) -> str:
+    return lab["EMULATOR_URL"]
+
+
+@pytest.fixture(scope="session")
+def ollama_url(lab: dict[str, str]) -> str:
+    return lab["OLLAMA_URL"]
+
+
+@pytest.fixture(scope="session")
+def gateway(lab: dict[str, str]) -> requests.Session:
+    """A session that sends the lab's master key to the gateway."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {lab['GATEWAY_KEY']}"
+    return session
+
+
+def lab_host(lab: dict[str, str], name: str) -> testinfra.host.Host:
+    """A testinfra handle on one lab host (`gateway`, `ollama`, `monitoring`, `providers`)."""
+    inventory = lab["LAB_INVENTORY"]
+    return testinfra.get_host(f"ansible://llmlab-{name}?ansible_inventory={inventory}")
+
+
+@pytest.fixture(scope="session")
+def hosts(lab: dict[str, str]) -> dict[str, testinfra.host.Host]:
+    return {name: lab_host(lab, name) for name in ("gateway", "ollama", "monitoring", "providers")}
+
+
+@pytest.fixture
+def emulator(emulator_url: str) -> Iterator[Emulator]:
+    """The cloud-API stand-in, with every provider reset to `ok` before and after."""
+    emu = Emulator(emulator_url)
+    for provider in ("openai", "anthropic", "gemini"):
+        emu.set(provider, "ok")
+    emu.clear()
+    yield emu
+    for provider in ("openai", "anthropic", "gemini"):
+        emu.set(provider, "ok")
+
+
+@pytest.fixture
+def ollama_emulator(ollama_url: str) -> Iterator[Emulator]:
+    """The Ollama stand-in on the ollama host, reset to `ok` before and after."""
+    emu = Emulator(ollama_url)
+    emu.set("ollama", "ok")
+    emu.clear()
+    yield emu
+    emu.set("ollama", "ok")

@@ -1,0 +1,54 @@
+"""The gateway answers through LiteLLM, and only with a key.
+
+Real: the LiteLLM proxy (pinned release, stand-in image built from PyPI) in
+Docker Compose on the gateway host. Stand-in: the cloud API that answers,
+which is the provider emulator on the providers host.
+"""
+
+from __future__ import annotations
+
+import requests
+
+from tests.integration.lab_client import Emulator
+
+
+def test_chat_completion_is_answered_by_the_upstream_through_litellm(
+    gateway: requests.Session, gateway_url: str, emulator: Emulator
+) -> None:
+    answer = gateway.post(
+        f"{gateway_url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (
+        body["choices"][0]["message"]["content"] == "emulated reply from openai model gpt-4o-mini"
+    )
+    assert body["usage"]["prompt_tokens"] == 2
+    assert body["usage"]["completion_tokens"] == 6
+    received = emulator.requests("openai")
+    assert [(r["model"], r["path"]) for r in received] == [("gpt-4o-mini", "/v1/chat/completions")]
+
+
+def test_request_without_a_key_gets_401_and_reaches_no_upstream(
+    gateway_url: str, emulator: Emulator
+) -> None:
+    answer = requests.post(
+        f"{gateway_url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert answer.status_code == 401
+    assert emulator.requests() == []
+
+
+def test_request_with_a_wrong_key_gets_401(gateway_url: str, emulator: Emulator) -> None:
+    answer = requests.post(
+        f"{gateway_url}/v1/chat/completions",
+        headers={"Authorization": "Bearer sk-not-the-lab-key-0000000000000000"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert answer.status_code == 401
+    assert emulator.requests() == []

@@ -1,0 +1,128 @@
+"""The lab: four systemd hosts in Docker, converged by Molecule with site.yml.
+
+`prepare()` gets everything the scenario needs (engine, images, the stand-in
+Ollama archive) and returns the environment Molecule runs with; `write_env()`
+writes `.lab/env`, the one file every test reads to find the lab.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.lab import engine, images
+from tests.lab.shell import log, run
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO = REPO / "molecule" / "default"
+LAB_DIR = REPO / ".lab"
+PORTS = {
+    "GATEWAY": int(os.environ.get("LAB_GATEWAY_PORT", "14000")),
+    "OLLAMA": int(os.environ.get("LAB_OLLAMA_PORT", "21434")),
+    "EMULATOR": int(os.environ.get("LAB_EMULATOR_PORT", "18080")),
+    "PROMETHEUS": int(os.environ.get("LAB_PROMETHEUS_PORT", "19090")),
+}
+HOSTS = ("gateway", "ollama", "monitoring", "providers")
+
+
+def litellm_version() -> str:
+    """The one LiteLLM version of the project: the role's default."""
+    defaults = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
+    return str(defaults["litellm_proxy_version"])
+
+
+def ollama_version() -> str:
+    lab_vars = SCENARIO / "group_vars" / "ollama" / "lab.yml"
+    defaults = yaml.safe_load((REPO / "roles/ollama_host/defaults/main.yml").read_text())
+    version = defaults["ollama_host_version"]
+    if lab_vars.is_file():
+        version = (yaml.safe_load(lab_vars.read_text()) or {}).get("ollama_host_version", version)
+    return str(version)
+
+
+def prepare() -> dict[str, str]:
+    """Engine, images and archives; returns the LAB_* variables for Molecule."""
+    engine.ensure_engine()
+    host = images.host_image()
+    litellm = images.service_image("litellm", host, {"LITELLM_VERSION": litellm_version()})
+    from tests.lab.ollama_archive import build_archive
+
+    archive_dir = images.cache_dir() / f"ollama-standin-{ollama_version()}"
+    build_archive(archive_dir, ollama_version())
+    env = {
+        "LAB_HOST_IMAGE": host,
+        "LAB_LITELLM_IMAGE": litellm.ref,
+        "LAB_LITELLM_ARCHIVE": str(litellm.archive),
+        "LAB_OLLAMA_ARCHIVE_DIR": str(archive_dir),
+        **{f"LAB_{name}_PORT": str(port) for name, port in PORTS.items()},
+    }
+    return env
+
+
+def master_key(venv_bin: Path) -> str:
+    """The lab's master key, read from the lab's own (fake, encrypted) vault."""
+    out = run(
+        [
+            str(venv_bin / "ansible-vault"),
+            "view",
+            "--vault-password-file",
+            str(SCENARIO / "vault-password.txt"),
+            str(SCENARIO / "group_vars" / "all" / "vault.yml"),
+        ],
+        capture=True,
+    ).stdout
+    return str(yaml.safe_load(out)["vault_litellm_master_key"])
+
+
+def write_env(venv_bin: Path) -> Path:
+    """Write `.lab/env` (shell-sourceable) and `.lab/inventory.yml` for testinfra."""
+    LAB_DIR.mkdir(exist_ok=True)
+    inventory = LAB_DIR / "inventory.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {f"llmlab-{h}": {} for h in HOSTS},
+                    "vars": {
+                        "ansible_connection": "community.docker.docker",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                    },
+                }
+            }
+        )
+    )
+    values = {
+        "GATEWAY_URL": f"http://127.0.0.1:{PORTS['GATEWAY']}",
+        "GATEWAY_KEY": master_key(venv_bin),
+        "EMULATOR_URL": f"http://127.0.0.1:{PORTS['EMULATOR']}",
+        "OLLAMA_URL": f"http://127.0.0.1:{PORTS['OLLAMA']}",
+        "PROMETHEUS_URL": f"http://127.0.0.1:{PORTS['PROMETHEUS']}",
+        "LAB_INVENTORY": str(inventory),
+    }
+    env_file = LAB_DIR / "env"
+    env_file.write_text(
+        "# Written by scripts/lab.py while the lab is up; source it from a shell.\n"
+        + "".join(f"export {key}={value}\n" for key, value in values.items())
+    )
+    env_file.chmod(0o600)
+    return env_file
+
+
+def molecule(venv_bin: Path, action: str, env: dict[str, str]) -> int:
+    """Run `molecule <action>` for the default scenario; return its exit code."""
+    log(f"molecule {action}")
+    full_env = {
+        **os.environ,
+        **env,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PY_COLORS": "0",
+    }
+    return subprocess.call(
+        [str(venv_bin / "molecule"), action, "--scenario-name", "default"],
+        cwd=REPO,
+        env=full_env,
+    )

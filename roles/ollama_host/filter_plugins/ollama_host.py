@@ -138,7 +138,7 @@ def _systemd_quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
 
 
-def ollama_host_environment(
+def ollama_host_environment_assignments(
     managed: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> list[str]:
     """``KEY=value`` assignments for the drop-in, quoted for ``Environment="..."``.
@@ -181,5 +181,5 @@ class FilterModule:
             "ollama_host_peer_address": ollama_host_peer_address,
             "ollama_host_group_members": ollama_host_group_members,
             "ollama_host_client_networks": ollama_host_client_networks,
-            "ollama_host_environment": ollama_host_environment,
+            "ollama_host_environment_assignments": ollama_host_environment_assignments,
         }

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Deploy the whole stack on this machine: `sudo python3 scripts/deploy.py`.
+
+1. Creates .venv with the pinned requirements (Ansible and its collections).
+2. On first run, creates group_vars/all/vault.yml from the example with a
+   generated master key, encrypted with ansible-vault; the vault password is
+   kept in ~/.config/llm-gateway/vault-password (mode 0600). The vault file is
+   git-ignored and mode 0600. Cloud keys stay empty until you add them with
+   `ansible-vault edit group_vars/all/vault.yml`; the gateway still comes up
+   and serves the Ollama models.
+3. Runs `ansible-playbook site.yml` with the inventory from ansible.cfg (the
+   all-in-one `inventory/local`), passing on any extra arguments, e.g.
+   `python3 scripts/deploy.py -i inventory/homelab/hosts.yml --check`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scripts.bootstrap import reexec_in_venv  # noqa: E402
+
+VAULT = REPO / "group_vars" / "all" / "vault.yml"
+VAULT_EXAMPLE = REPO / "group_vars" / "all" / "vault.yml.example"
+PASSWORD_FILE = Path(
+    os.environ.get(
+        "LLM_GATEWAY_VAULT_PASSWORD_FILE",
+        Path.home() / ".config" / "llm-gateway" / "vault-password",
+    )
+)
+
+
+def _say(message: str) -> None:
+    print(f"[deploy] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_password_file() -> None:
+    if PASSWORD_FILE.is_file():
+        return
+    PASSWORD_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    _say(f"created the vault password file {PASSWORD_FILE} (mode 0600)")
+
+
+def ensure_vault(bin_dir: Path) -> None:
+    """First run: a vault with a generated master key and
+   database password, encrypted, mode 0600."""
+    if VAULT.exists():
+        return
+    ensure_password_file()
+    master_key = "sk-" + secrets.token_urlsafe(32)
+    text = (
+        VAULT_EXAMPLE.read_text()
+        .replace('"sk-CHANGE-ME"', f'"{master_key}"')
+        .replace('"CHANGE-ME"', f'"{secrets.token_urlsafe(24)}"')
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "vault.yml"
+        plain.touch(mode=0o600)
+        plain.write_text(text)
+        subprocess.run(
+            [
+                str(bin_dir / "ansible-vault"),
+                "encrypt",
+                "--vault-password-file",
+                str(PASSWORD_FILE),
+                "--output",
+                str(VAULT),
+                str(plain),
+            ],
+            check=True,
+            cwd=REPO,
+        )
+    VAULT.chmod(0o600)
+    _say(f"created {VAULT.relative_to(REPO)} with a new master key (encrypted, mode 0600)")
+    _say("read it with: ansible-vault view group_vars/all/vault.yml")
+
+
+def main() -> int:
+    reexec_in_venv(REPO / "requirements.txt")
+    bin_dir = Path(sys.executable).parent
+    ensure_vault(bin_dir)
+    argv = [str(bin_dir / "ansible-playbook"), "site.yml"]
+    if PASSWORD_FILE.is_file() and "--ask-vault-pass" not in sys.argv[1:]:
+        argv += ["--vault-password-file", str(PASSWORD_FILE)]
+    argv += sys.argv[1:]
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    _say(" ".join(argv))
+    return subprocess.call(argv, cwd=REPO, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,7 +53,7 @@ def ensure_password_file() -> None:
 
 def ensure_vault(bin_dir: Path) -> None:
     """First run: a vault with a generated master key and
-   database password, encrypted, mode 0600."""
+    database password, encrypted, mode 0600."""
     if VAULT.exists():
         return
     ensure_password_file()
@@ -61,6 +61,7 @@ def ensure_vault(bin_dir: Path) -> None:
     text = (
         VAULT_EXAMPLE.read_text()
         .replace('"sk-CHANGE-ME"', f'"{master_key}"')
+        .replace('"sk-CHANGE-ME-metrics"', f'"sk-{secrets.token_urlsafe(32)}"')
         .replace('"CHANGE-ME"', f'"{secrets.token_urlsafe(24)}"')
     )
     with tempfile.TemporaryDirectory() as tmp:

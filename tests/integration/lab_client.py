@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import requests
 
 
@@ -25,3 +29,51 @@ class Emulator:
 
     def clear(self) -> None:
         requests.delete(f"{self.url}/_requests", timeout=5).raise_for_status()
+
+    def model_calls(self, provider: str | None = None) -> list[dict]:
+        """Requests that asked a model for something (not management calls like /api/tags)."""
+        return [
+            r for r in self.requests(provider) if r["path"] in MODEL_PATHS or "models/" in r["path"]
+        ]
+
+
+MODEL_PATHS = {
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+    "/api/embeddings",
+}
+
+
+def wait_until(
+    check: Callable[[], bool], deadline_s: float, what: str, every_s: float = 1.0
+) -> None:
+    """Poll `check` until it is true; fail saying `what` did not happen in time."""
+    end = time.monotonic() + deadline_s
+    while True:
+        if check():
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} did not happen within {deadline_s:.0f}s")
+        time.sleep(every_s)
+
+
+def chat(
+    session: requests.Session, gateway_url: str, model: str, text: str = "hello there", **extra: Any
+) -> requests.Response:
+    return session.post(
+        f"{gateway_url}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": text}], **extra},
+        timeout=60,
+    )
+
+
+def answered_by(response: requests.Response) -> str:
+    """`provider/model` that produced an emulator answer (its reply text says so)."""
+    text = response.json()["choices"][0]["message"]["content"]
+    words = text.split()
+    assert words[:3] == ["emulated", "reply", "from"], text
+    return f"{words[3]}/{words[5]}"

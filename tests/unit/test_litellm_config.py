@@ -115,7 +115,10 @@ def test_keys_are_only_environment_references() -> None:
 
 def test_fallbacks_only_go_upwards_and_skip_missing_tiers() -> None:
     config = build()
-    assert config["router_settings"]["fallbacks"] == [{"cheap": ["balanced"]}, {"balanced": ["smart"]}]
+    assert config["router_settings"]["fallbacks"] == [
+        {"cheap": ["balanced"]},
+        {"balanced": ["smart"]},
+    ]
     no_smart = build(models=MODELS[:2])
     assert no_smart["router_settings"]["fallbacks"] == [{"cheap": ["balanced"]}]
 

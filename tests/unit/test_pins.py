@@ -17,7 +17,7 @@ def role_version() -> str:
 
 def test_requirements_pin_the_role_version() -> None:
     text = (REPO / "requirements-test.txt").read_text()
-    assert re.search(rf"^litellm=={re.escape(role_version())}$", text, re.MULTILINE)
+    assert re.search(rf"^litellm(\[proxy\])?=={re.escape(role_version())}$", text, re.MULTILINE)
 
 
 def test_installed_litellm_is_the_pinned_one() -> None:

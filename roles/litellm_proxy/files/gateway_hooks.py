@@ -1,4 +1,11 @@
-"""LiteLLM callbacks the gateway loads from its config (`litellm_settings.callbacks`).
+"""Code the gateway loads into LiteLLM from its config.
+
+user_api_key_auth (`general_settings.custom_auth`): who may use the gateway,
+without LiteLLM's database (which needs Prisma engines fetched at run time).
+The master key may do anything; the metrics key may only read `/metrics`
+(Prometheus scrapes with it, so the master key never sits on the monitoring
+host); anything else is refused with 401. Keys come from the environment
+(the stack's env file, mode 0600), never from the config file.
 
 cooldown_hook: cools a deployment down when an attempt on it fails because its
 host could not be reached. LiteLLM 1.106 skips cooldown for every
@@ -13,13 +20,45 @@ and comes back by itself when the cooldown expires and it answers again.
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 from typing import Any
 
+from fastapi import Request
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
 LOG = logging.getLogger("gateway_hooks")
 CONNECTION_ERROR_NAMES = ("APIConnectionError", "ConnectError", "RemoteProtocolError")
+
+
+def _presented_key(api_key: str | None) -> str:
+    key = (api_key or "").strip()
+    return key[7:].strip() if key.lower().startswith("bearer ") else key
+
+
+def _same(presented: str, expected: str | None) -> bool:
+    return bool(presented) and bool(expected) and hmac.compare_digest(presented, expected or "")
+
+
+def _refuse(code: int, message: str) -> ProxyException:
+    return ProxyException(message=message, type="auth_error", param="api_key", code=code)
+
+
+async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    """Accept the master key everywhere and the metrics key on /metrics only."""
+    presented = _presented_key(api_key)
+    master = os.environ.get("LITELLM_MASTER_KEY")
+    if _same(presented, master):
+        return UserAPIKeyAuth(api_key=master, user_role=LitellmUserRoles.PROXY_ADMIN)
+    if _same(presented, os.environ.get("GATEWAY_METRICS_KEY")):
+        if request.url.path.rstrip("/") == "/metrics":
+            return UserAPIKeyAuth(key_alias="metrics", user_role=LitellmUserRoles.INTERNAL_USER)
+        raise _refuse(403, "this key may only read /metrics")
+    if not presented:
+        raise _refuse(401, "Authentication Error: no API key passed in")
+    raise _refuse(401, "Authentication Error: invalid API key")
 
 
 def is_connection_failure(exception: BaseException | None) -> bool:
@@ -72,7 +111,9 @@ class CooldownOnConnectionError(CustomLogger):
                 exception_status=503,
                 cooldown_time=router.cooldown_time,
             )
-            LOG.warning("deployment %s unreachable; cooled down for %ss", model_id, router.cooldown_time)
+            LOG.warning(
+                "deployment %s unreachable; cooled down for %ss", model_id, router.cooldown_time
+            )
         except Exception:  # a logging hook must never fail the request
             LOG.exception("could not cool down deployment %s", model_id)
 

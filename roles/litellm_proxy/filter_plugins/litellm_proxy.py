@@ -163,6 +163,9 @@ def litellm_proxy_config(
             model_list.append(deployment)
 
     available = {d["model_name"] for d in model_list}
+    auto = settings.get("auto_router") or {}
+    if auto.get("name"):
+        model_list.append(_auto_router(auto, tiers, available))
     fallbacks = [
         {src: [dst for dst in dsts if dst in available]}
         for rule in settings.get("fallbacks", [])
@@ -181,6 +184,35 @@ def litellm_proxy_config(
             "master_key": "os.environ/LITELLM_MASTER_KEY",
             **settings.get("general_settings", {}),
         },
+    }
+
+
+def _auto_router(auto: Mapping[str, Any], tiers: list[str], available: set[str]) -> dict[str, Any]:
+    """The `auto` alias: LiteLLM's local, rule-based complexity router (no model call).
+
+    Each complexity level maps to a tier alias; a tier with no deployments (no key
+    for its provider, say) is replaced by the nearest tier above it that has one,
+    else the nearest below, so `auto` works with whatever the house has."""
+    usable = [t for t in tiers if t in available]
+    if not usable:
+        raise AnsibleFilterError("the auto router needs at least one tier alias with a model")
+    mapping: dict[str, str] = {}
+    for level, tier in auto.get("tiers", {}).items():
+        if tier not in tiers:
+            raise AnsibleFilterError(
+                f"auto router: level {level} maps to {tier!r}, not one of {', '.join(tiers)}"
+            )
+        index = tiers.index(tier)
+        above = [t for t in tiers[index:] if t in available]
+        below = [t for t in reversed(tiers[:index]) if t in available]
+        mapping[level] = (above or below)[0]
+    return {
+        "model_name": auto["name"],
+        "litellm_params": {
+            "model": "auto_router/complexity_router",
+            "complexity_router_config": {"tiers": mapping},
+        },
+        "model_info": {"gateway_tier": "auto"},
     }
 
 

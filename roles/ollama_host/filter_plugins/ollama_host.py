@@ -94,7 +94,9 @@ def ollama_host_peer_address(host_vars: Mapping[str, Any]) -> str:
     return ""
 
 
-def ollama_host_group_members(groups: Mapping[str, Iterable[str]], names: Iterable[str]) -> list[str]:
+def ollama_host_group_members(
+    groups: Mapping[str, Iterable[str]], names: Iterable[str]
+) -> list[str]:
     """Hosts of the named inventory groups, each once, in inventory order."""
     members: list[str] = []
     for name in names:
@@ -127,9 +129,7 @@ def ollama_host_client_networks(entries: Iterable[Any]) -> dict[str, list[str]]:
             ) from exc
         by_family[network.version].append(network)
     return {
-        f"ipv{version}": [
-            _network_text(n) for n in ipaddress.collapse_addresses(sorted(networks))
-        ]
+        f"ipv{version}": [_network_text(n) for n in ipaddress.collapse_addresses(sorted(networks))]
         for version, networks in by_family.items()
     }
 

@@ -31,7 +31,7 @@ def main() -> int:
         (lab.LAB_DIR / "env").unlink(missing_ok=True)
         return code
     env = lab.prepare()
-    env_file = lab.write_env(bin_dir)
+    env_file = lab.write_env(bin_dir, env)
     code = lab.molecule(bin_dir, "verify" if args.action == "verify" else "converge", env)
     if code == 0:
         print(f"lab is up; `source {env_file}` for GATEWAY_URL, GATEWAY_KEY, ...")

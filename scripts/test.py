@@ -49,7 +49,7 @@ def lab(bin_dir: Path) -> bool:
     from tests.lab import lab as lab_mod
 
     env = lab_mod.prepare()
-    lab_mod.write_env(bin_dir)
+    lab_mod.write_env(bin_dir, env)
     return lab_mod.molecule(bin_dir, "test", env) == 0
 
 

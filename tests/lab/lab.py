@@ -19,6 +19,9 @@ from tests.lab.shell import log, run
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "molecule" / "default"
 LAB_DIR = REPO / ".lab"
+# Molecule's working folder (inventory, state) at a known place, so that tests
+# and `make lab-down` find the lab that `make lab-up` made.
+MOLECULE_DIR = LAB_DIR / "molecule"
 PORTS = {
     "GATEWAY": int(os.environ.get("LAB_GATEWAY_PORT", "14000")),
     "OLLAMA": int(os.environ.get("LAB_OLLAMA_PORT", "21434")),
@@ -80,7 +83,7 @@ def master_key(venv_bin: Path) -> str:
     return str(yaml.safe_load(out)["vault_litellm_master_key"])
 
 
-def write_env(venv_bin: Path) -> Path:
+def write_env(venv_bin: Path, images_env: dict[str, str]) -> Path:
     """Write `.lab/env` (shell-sourceable) and `.lab/inventory.yml` for testinfra."""
     LAB_DIR.mkdir(exist_ok=True)
     inventory = LAB_DIR / "inventory.yml"
@@ -104,6 +107,9 @@ def write_env(venv_bin: Path) -> Path:
         "OLLAMA_URL": f"http://127.0.0.1:{PORTS['OLLAMA']}",
         "PROMETHEUS_URL": f"http://127.0.0.1:{PORTS['PROMETHEUS']}",
         "LAB_INVENTORY": str(inventory),
+        # The inventory Molecule converged with, for tests that re-run a playbook.
+        "LAB_ANSIBLE_INVENTORY": str(MOLECULE_DIR / "inventory"),
+        **{k: v for k, v in images_env.items() if k.startswith("LAB_") and not k.endswith("_PORT")},
     }
     env_file = LAB_DIR / "env"
     env_file.write_text(
@@ -120,6 +126,7 @@ def molecule(venv_bin: Path, action: str, env: dict[str, str]) -> int:
     full_env = {
         **os.environ,
         **env,
+        "MOLECULE_EPHEMERAL_DIRECTORY": str(MOLECULE_DIR),
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_FORCE_COLOR": "0",
         "PY_COLORS": "0",

@@ -44,6 +44,22 @@ def lab() -> dict[str, str]:
     return _read_env(LAB_ENV)
 
 
+GATEWAY_CA_PATH = "/etc/litellm-proxy/tls/ca.crt"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trust_gateway_ca(lab: dict[str, str]) -> Path:
+    """Trust the CA the gateway role created (the gateway's endpoint is HTTPS), for
+    requests (REQUESTS_CA_BUNDLE) and the SDKs' httpx (SSL_CERT_FILE)."""
+    pem = lab_host(lab, "gateway").file(GATEWAY_CA_PATH).content_string
+    assert "BEGIN CERTIFICATE" in pem, f"no CA certificate at {GATEWAY_CA_PATH} on the gateway"
+    path = LAB_ENV.parent / "gateway-ca.crt"
+    path.write_text(pem)
+    os.environ["REQUESTS_CA_BUNDLE"] = str(path)
+    os.environ["SSL_CERT_FILE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def gateway_url(lab: dict[str, str]) -> str:
     return lab["GATEWAY_URL"]

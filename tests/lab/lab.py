@@ -101,7 +101,7 @@ def write_env(venv_bin: Path, images_env: dict[str, str]) -> Path:
         )
     )
     values = {
-        "GATEWAY_URL": f"http://127.0.0.1:{PORTS['GATEWAY']}",
+        "GATEWAY_URL": f"https://127.0.0.1:{PORTS['GATEWAY']}",
         "GATEWAY_KEY": master_key(venv_bin),
         "EMULATOR_URL": f"http://127.0.0.1:{PORTS['EMULATOR']}",
         "OLLAMA_URL": f"http://127.0.0.1:{PORTS['OLLAMA']}",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import litellm
+import pytest
+from litellm.proxy._types import LitellmUserRoles, ProxyException
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -16,6 +21,7 @@ _spec = importlib.util.spec_from_file_location(
 )
 assert _spec and _spec.loader
 hooks = importlib.util.module_from_spec(_spec)
+sys.modules["gateway_hooks"] = hooks  # as LiteLLM imports it: a named module
 _spec.loader.exec_module(hooks)
 
 
@@ -65,3 +71,77 @@ def test_an_upstream_error_answer_is_left_to_litellm() -> None:
 def test_unknown_deployment_is_ignored() -> None:
     error = litellm.APIConnectionError(message="refused", llm_provider="ollama", model="m")
     assert fail(error, model_id=None).cooldown_cache.calls == []
+
+
+def _request(path: str, body: dict | None = None) -> Any:
+    """A minimal Starlette request for the auth hook."""
+    from starlette.requests import Request
+
+    payload = json.dumps(body or {}).encode()
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    return Request(scope, receive)
+
+
+MASTER = "sk-master-" + "m" * 30
+METRICS = "sk-metrics-" + "x" * 30
+HA_KEY = "sk-ha-" + "h" * 30
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_MASTER_KEY", MASTER)
+    monkeypatch.setenv("GATEWAY_METRICS_KEY", METRICS)
+    table = {"home-assistant": {"key": HA_KEY, "models": ["cheap"], "rpm": 2}}
+    monkeypatch.setenv("GATEWAY_APP_KEYS", base64.b64encode(json.dumps(table).encode()).decode())
+    monkeypatch.setattr(hooks, "_APPS", None)
+
+
+def auth(path: str, key: str, body: dict | None = None) -> Any:
+    return asyncio.run(hooks.user_api_key_auth(_request(path, body), key))
+
+
+def refused(path: str, key: str, body: dict | None = None) -> Any:
+    with pytest.raises(ProxyException) as caught:
+        auth(path, key, body)
+    return caught.value
+
+
+@pytest.mark.usefixtures("keys")
+def test_master_key_may_do_anything() -> None:
+    assert auth("/model/info", f"Bearer {MASTER}").user_role == LitellmUserRoles.PROXY_ADMIN
+
+
+@pytest.mark.usefixtures("keys")
+def test_metrics_key_reads_metrics_only() -> None:
+    assert auth("/metrics", METRICS).key_alias == "metrics"
+    assert refused("/v1/chat/completions", METRICS, {"model": "cheap"}).code == "403"
+
+
+@pytest.mark.usefixtures("keys")
+def test_missing_and_wrong_keys_get_401() -> None:
+    assert refused("/v1/chat/completions", "").code == "401"
+    assert refused("/v1/chat/completions", "sk-wrong-" + "w" * 30).code == "401"
+
+
+@pytest.mark.usefixtures("keys")
+def test_app_key_is_held_to_its_aliases_routes_and_rate() -> None:
+    body = {"model": "cheap", "messages": []}
+    assert auth("/v1/chat/completions", HA_KEY, body).key_alias == "home-assistant"
+    smart = refused("/v1/chat/completions", HA_KEY, {"model": "smart"})
+    assert smart.code == "403" and "'smart'" in smart.message
+    assert refused("/model/info", HA_KEY).code == "403"
+    auth("/v1/chat/completions", HA_KEY, body)
+    limited = refused("/v1/chat/completions", HA_KEY, body)
+    assert limited.code == "429"
+    assert 1 <= int(limited.headers["retry-after"]) <= 60

@@ -26,6 +26,28 @@ import yaml
 PLACEHOLDER = "sk-validation-placeholder-00000000000000000000"
 
 
+def import_hooks(path: Path, config: dict) -> None:
+    """Import every callback and auth function the config names, as the proxy will:
+    its config loader only logs a callback that fails to import, and the proxy then
+    dies at start."""
+    from litellm.proxy.types_utils.utils import get_instance_fn
+
+    names = [
+        c
+        for c in (config.get("litellm_settings") or {}).get("callbacks") or []
+        if isinstance(c, str) and "." in c
+    ]
+    custom_auth = (config.get("general_settings") or {}).get("custom_auth")
+    if custom_auth:
+        names.append(custom_auth)
+    for name in names:
+        try:
+            get_instance_fn(value=name, config_file_path=str(path))
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}"
+            raise RuntimeError(f"{name} cannot be loaded: {reason}") from error
+
+
 async def load(path: Path) -> list[str]:
     from litellm.proxy.proxy_server import ProxyConfig
 
@@ -42,10 +64,12 @@ def main(argv: list[str]) -> int:
     text = path.read_text()
     for name in set(re.findall(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)", text)):
         os.environ.setdefault(name, PLACEHOLDER)
-    wanted = [d["model_name"] for d in (yaml.safe_load(text) or {}).get("model_list") or []]
+    config = yaml.safe_load(text) or {}
+    wanted = [d["model_name"] for d in config.get("model_list") or []]
     # LiteLLM logs to stderr as it loads; only the verdict goes to stdout.
     logging.disable(logging.WARNING)
     try:
+        import_hooks(path, config)
         loaded = asyncio.run(load(path))
     except Exception as error:  # every failure becomes one readable line
         print(f"invalid LiteLLM config: {type(error).__name__}: {error}")

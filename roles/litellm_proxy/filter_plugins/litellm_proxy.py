@@ -20,6 +20,7 @@ Routing choices, and the LiteLLM traps they avoid:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -228,9 +229,47 @@ def litellm_proxy_ollama_url(host_vars: Mapping[str, Any], port: int) -> str:
     return f"http://{address}:{int(port)}"
 
 
+def litellm_proxy_san(name: str) -> str:
+    """A subject alternative name for a certificate: IP:... for an address, else DNS:..."""
+    try:
+        ipaddress.ip_address(str(name))
+    except ValueError:
+        return f"DNS:{name}"
+    return f"IP:{name}"
+
+
+def litellm_proxy_app_table(
+    apps: list[Mapping[str, Any]], keys: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """{name: {key, models, rpm}} for the auth hook; refuses bad entries without
+    ever putting a key into the message."""
+    table: dict[str, dict[str, Any]] = {}
+    for app in apps:
+        name = str(app.get("name") or "")
+        if not name or name in table:
+            raise AnsibleFilterError(f"litellm_proxy_apps: empty or repeated name {name!r}")
+        key = str(keys.get(name) or "")
+        if not key.startswith("sk-") or len(key) < 32:
+            raise AnsibleFilterError(
+                f"application {name!r} needs a key in litellm_proxy_app_keys "
+                f"(vault_litellm_app_keys.{name}) that starts with 'sk-' and has 32+ characters"
+            )
+        table[name] = {
+            "key": key,
+            "models": sorted(app.get("models") or []),
+            "rpm": int(app.get("rpm") or 0),
+        }
+    reused = {k for k in (t["key"] for t in table.values()) if list(keys.values()).count(k) > 1}
+    if reused:
+        raise AnsibleFilterError("two applications share one key; give each its own")
+    return table
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "litellm_proxy_config": litellm_proxy_config,
             "litellm_proxy_ollama_url": litellm_proxy_ollama_url,
+            "litellm_proxy_san": litellm_proxy_san,
+            "litellm_proxy_app_table": litellm_proxy_app_table,
         }

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -57,12 +58,11 @@ def ensure_vault(bin_dir: Path) -> None:
     if VAULT.exists():
         return
     ensure_password_file()
-    master_key = "sk-" + secrets.token_urlsafe(32)
-    text = (
-        VAULT_EXAMPLE.read_text()
-        .replace('"sk-CHANGE-ME"', f'"{master_key}"')
-        .replace('"sk-CHANGE-ME-metrics"', f'"sk-{secrets.token_urlsafe(32)}"')
-        .replace('"CHANGE-ME"', f'"{secrets.token_urlsafe(24)}"')
+    # Every placeholder gets its own fresh value; "sk-" ones stay API-key shaped.
+    text = re.sub(
+        r'"(sk-)?CHANGE-ME[^"]*"',
+        lambda m: f'"{m.group(1) or ""}{secrets.token_urlsafe(32 if m.group(1) else 24)}"',
+        VAULT_EXAMPLE.read_text(),
     )
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "vault.yml"

@@ -137,7 +137,7 @@ except Exception as e:
 """
 
 
-def probe(host, url: str) -> str:  # noqa: ANN001 - a testinfra host
+def probe(host, url: str) -> str:  # host: a testinfra host
     return host.check_output(f"python3 -c '{PROBE}' {url}")
 
 

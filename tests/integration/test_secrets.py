@@ -1,0 +1,96 @@
+"""No secret leaks: not in Ansible's output (even at -vvv), not in any file the
+roles write that another user could read, not in the rendered configs.
+
+Real: the roles' files on the lab's hosts and a real -vvv run of the gateway
+playbook. The secrets are the lab vault's obviously fake values.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
+
+REPO = Path(__file__).resolve().parents[2]
+# Every file and folder the roles write on the hosts, by host.
+WRITTEN = {
+    "gateway": ["/opt/litellm-proxy", "/etc/haproxy", "/etc/litellm-proxy"],
+    "ollama": [
+        "/etc/systemd/system/ollama.service",
+        "/etc/systemd/system/ollama.service.d",
+        "/etc/nftables.d",
+        "/etc/profile.d/ollama-host.sh",
+    ],
+    "monitoring": ["/opt/monitoring", "/etc/default/prometheus-node-exporter"],
+}
+
+
+def _flatten(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _flatten(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _flatten(v)]
+    return [str(value)] if value else []
+
+
+@pytest.fixture(scope="module")
+def secrets() -> list[str]:
+    password = (REPO / "molecule/default/vault-password.txt").read_bytes().strip()
+    vault = VaultLib([("default", VaultSecret(password))])
+    data = yaml.safe_load(
+        vault.decrypt((REPO / "molecule/default/group_vars/all/vault.yml").read_bytes())
+    )
+    values = _flatten(data)
+    assert len(values) >= 6
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN))
+def test_files_holding_a_secret_are_root_only(name: str, hosts: dict, secrets: list[str]) -> None:
+    host = hosts[name]
+    paths = " ".join(WRITTEN[name])
+    files = host.run(f"find {paths} -xdev -type f 2>/dev/null").stdout.split()
+    assert files, f"nothing found under {paths} on {name}"
+    for path in files:
+        content = host.file(path).content_string if host.file(path).size < 2_000_000 else ""
+        leaked = [s for s in secrets if s in content]
+        if not leaked:
+            continue
+        mode = host.file(path).mode
+        assert host.file(path).user == "root", f"{path} holds a secret and is not root's"
+        assert mode & 0o007 == 0, f"{path} holds a secret and others may read it ({oct(mode)})"
+        assert not path.endswith((".yaml", ".yml", ".cfg")), f"{path}: a config holds a secret"
+
+
+def test_verbose_converge_prints_no_secret(lab: dict[str, str], secrets: list[str]) -> None:
+    env = {
+        **os.environ,
+        **{k: v for k, v in lab.items() if k.startswith("LAB_")},
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-vvv",
+            "-i",
+            lab["LAB_ANSIBLE_INVENTORY"],
+            "--vault-password-file",
+            str(REPO / "molecule/default/vault-password.txt"),
+            "playbooks/gateway.yml",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    log = run.stdout + run.stderr
+    assert "changed=0" in log, "the verbose run should also be idempotent"
+    leaked = [s[:6] + "..." for s in secrets if s in log]
+    assert not leaked, f"secrets in the -vvv log: {leaked}"

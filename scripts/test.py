@@ -42,6 +42,11 @@ def lint(bin_dir: Path) -> bool:
 
 
 def unit(bin_dir: Path) -> bool:
+    # Some unit tests run promtool in the lab's Prometheus image: have the
+    # engine and the images ready first (both cached, and needed by the lab).
+    from tests.lab import lab as lab_mod
+
+    lab_mod.prepare()
     return _run([str(bin_dir / "pytest"), "-q", "tests/unit"])
 
 

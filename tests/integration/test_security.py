@@ -149,3 +149,7 @@ def test_lan_device_cannot_reach_ollama_or_plain_http_gateway(hosts: dict) -> No
     redirect = probe(lan, "http://172.30.77.10/v1/models")
     assert redirect.startswith("308 https://"), redirect
     assert probe(lan, "https://172.30.77.10/v1/models").startswith("401")
+    # Alertmanager listens on the monitoring host's loopback only. (Prometheus
+    # does too by default; the lab binds it to the LAN address on purpose, so
+    # the test runner can query it as PROMETHEUS_URL.)
+    assert probe(lan, "http://172.30.77.12:9093/-/ready").startswith("refused")

@@ -52,6 +52,7 @@ def prepare() -> dict[str, str]:
     host = images.host_image()
     litellm = images.service_image("litellm", host, {"LITELLM_VERSION": litellm_version()})
     postgres = images.service_image("postgres", host, {})
+    prometheus = images.service_image("prometheus", host, {})
     from tests.lab.ollama_archive import build_archive
 
     archive_dir = images.cache_dir() / f"ollama-standin-{ollama_version()}"
@@ -62,6 +63,8 @@ def prepare() -> dict[str, str]:
         "LAB_LITELLM_ARCHIVE": str(litellm.archive),
         "LAB_POSTGRES_IMAGE": postgres.ref,
         "LAB_POSTGRES_ARCHIVE": str(postgres.archive),
+        "LAB_PROMETHEUS_IMAGE": prometheus.ref,
+        "LAB_PROMETHEUS_ARCHIVE": str(prometheus.archive),
         "LAB_OLLAMA_ARCHIVE_DIR": str(archive_dir),
         **{f"LAB_{name}_PORT": str(port) for name, port in PORTS.items()},
     }

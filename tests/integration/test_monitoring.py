@@ -1,0 +1,407 @@
+"""Monitoring in the lab: Prometheus watches every part of the stack, each dashboard
+query returns data, an outage fires its alert and the recovery resolves it.
+
+Real: Prometheus and Alertmanager (run by the role's Compose file on the
+monitoring host), the node exporters (Debian's package, systemd services on
+the hosts), the gateways' probe of the Ollama API (a systemd timer),
+LiteLLM's own metrics, the role's rules and dashboards,
+ansible-playbook re-running playbooks/monitoring.yml. Stand-ins: the
+Prometheus/Alertmanager image (Debian's build of both, not the official images:
+no registry is reachable), the cloud APIs and Ollama (the provider emulator).
+Grafana's server is not in the lab at all (nothing here carries it): only its
+provisioning files are checked, on the host.
+
+Durations and thresholds come from the role's defaults and the lab's values
+(molecule/default/group_vars/monitoring/lab.yml); every wait is a poll with a
+generous deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+import testinfra
+import yaml
+
+from tests.integration.lab_client import Emulator, answered_by, chat
+from tests.unit.test_grafana_provisioning import DASHBOARDS_DIR, dashboard_queries
+from tests.unit.test_monitoring_rules import filters
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE = REPO / "roles" / "monitoring"
+LAB_VARS = REPO / "molecule" / "default" / "group_vars" / "monitoring" / "lab.yml"
+STACK_HOSTS = ("gateway", "ollama", "monitoring")
+EXPECTED_JOBS = {"prometheus", "alertmanager", "node", "litellm"}
+GRAFANA_UID = 472
+T = TypeVar("T")
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def settings() -> dict[str, Any]:
+    """The role's defaults with the lab's values on top (as written, not templated)."""
+    values = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    values.update(yaml.safe_load(LAB_VARS.read_text()) or {})
+    return values
+
+
+def seconds(name: str) -> float:
+    return filters.monitoring_duration_seconds(settings()[name])
+
+
+def poll(check: Callable[[], T], deadline_s: float, what: str, every_s: float = 2.0) -> T:
+    """Call `check` until it returns something truthy; return that, or fail with the last value."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(
+                f"{what} did not happen within {deadline_s:.0f}s (last: {value!r})"
+            )
+        time.sleep(every_s)
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def _get(self, path: str, **params: str) -> Any:
+        answer = requests.get(f"{self.url}{path}", params=params, timeout=15)
+        answer.raise_for_status()
+        body = answer.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return self._get("/api/v1/query", query=expr)["result"]
+
+    def targets(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/targets", state="active")["activeTargets"]
+
+    def alerts(self, name: str, **labels: str) -> list[dict[str, Any]]:
+        """Pending and firing alerts of that name whose labels include `labels`."""
+        return [
+            a
+            for a in self._get("/api/v1/alerts")["alerts"]
+            if a["labels"].get("alertname") == name
+            and all(a["labels"].get(k) == v for k, v in labels.items())
+        ]
+
+    def rule_groups(self) -> set[str]:
+        return {g["name"] for g in self._get("/api/v1/rules", type="alert")["groups"]}
+
+
+@pytest.fixture(scope="module")
+def prometheus(lab: dict[str, str]) -> Prometheus:
+    return Prometheus(lab["PROMETHEUS_URL"])
+
+
+def alertmanager_alerts(monitoring: testinfra.host.Host) -> list[dict[str, Any]]:
+    """The alerts Alertmanager holds, asked on the monitoring host (it listens there only)."""
+    address = f"127.0.0.1:{settings()['monitoring_alertmanager_port']}"
+    script = (
+        "import json, urllib.request; "
+        f"print(json.dumps(json.load(urllib.request.urlopen('http://{address}/api/v2/alerts'))))"
+    )
+    result = monitoring.run(f"python3 -c {json.dumps(script)}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def service_running(host: testinfra.host.Host, name: str) -> None:
+    service = host.service(name)
+    if not (service.is_running and service.is_enabled):
+        log = host.run(f"journalctl -u {name} --no-pager -n 30").stdout
+        pytest.fail(f"{name} on {host.backend.get_hostname()} is not running and enabled:\n{log}")
+
+
+# --- traffic through the gateway ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def traffic(lab: dict[str, str], gateway: requests.Session, gateway_url: str) -> Iterator[None]:
+    """Requests of every kind the dashboards show: answered ones, failed ones,
+    fallbacks that worked and one that did not (every provider failing); then every
+    provider is healthy again and every alias answers from its first choice."""
+    providers, ollama = Emulator(lab["EMULATOR_URL"]), Emulator(lab["OLLAMA_URL"])
+
+    def reset() -> None:
+        for provider in ("openai", "anthropic", "gemini"):
+            providers.set(provider, "ok")
+        ollama.set("ollama", "ok")
+
+    reset()
+    try:
+        for model in ("gpt-4o-mini", "claude-haiku-4-5", "cheap") * 3:
+            answer = chat(gateway, gateway_url, model)
+            assert answer.status_code == 200, answer.text
+        # The cheap tier fails: `cheap` falls back to `balanced`; gpt-4o-mini alone fails.
+        providers.set("openai", "error")
+        ollama.set("ollama", "error")
+        for _ in range(2):
+            assert chat(gateway, gateway_url, "cheap").status_code == 200
+        assert chat(gateway, gateway_url, "gpt-4o-mini").status_code >= 400
+        # Everything fails: the fallback fails too.
+        providers.set("anthropic", "error")
+        providers.set("gemini", "error")
+        assert chat(gateway, gateway_url, "cheap").status_code >= 400
+    finally:
+        reset()
+    first_choice = {
+        "gpt-4o-mini": "openai",
+        "cheap": "ollama",
+        "balanced": "gemini",
+        "smart": "openai",
+    }
+    for model, provider in first_choice.items():
+
+        def recovered(model: str = model, provider: str = provider) -> bool:
+            answer = chat(gateway, gateway_url, model)
+            return answer.status_code == 200 and answered_by(answer).startswith(f"{provider}/")
+
+        poll(recovered, 120, f"{model} answered by {provider} again")
+    yield
+
+
+# --- the tests ----------------------------------------------------------------
+
+
+def test_every_scrape_target_is_up(prometheus: Prometheus) -> None:
+    def all_up() -> list[dict[str, Any]] | None:
+        targets = prometheus.targets()
+        jobs = {t["labels"]["job"] for t in targets}
+        healthy = jobs >= EXPECTED_JOBS and all(t["health"] == "up" for t in targets)
+        return targets if healthy else None
+
+    try:
+        targets = poll(all_up, 120, "every scrape target up")
+    except AssertionError:
+        down = [
+            (t["labels"]["job"], t["labels"].get("instance"), t["health"], t["lastError"])
+            for t in prometheus.targets()
+            if t["health"] != "up"
+        ]
+        pytest.fail(f"targets not up: {down}")
+    nodes = {t["labels"]["instance"] for t in targets if t["labels"]["job"] == "node"}
+    assert nodes >= {f"llmlab-{name}" for name in STACK_HOSTS}
+    gateways = [t for t in targets if t["labels"]["job"] == "litellm"]
+    assert gateways and all(t["scrapeUrl"].startswith("https://") for t in gateways)
+
+
+def test_every_gateway_reaches_every_ollama_host(prometheus: Prometheus) -> None:
+    """The gateways probe Ollama (only they may reach it); their node exporters serve it."""
+
+    def probes() -> list[dict[str, Any]] | None:
+        results = prometheus.query("gateway_ollama_up")
+        return results if results and all(r["value"][1] == "1" for r in results) else None
+
+    results = poll(probes, 120, "every gateway reaching every Ollama host's API")
+    assert {(r["metric"]["instance"], r["metric"]["ollama"]) for r in results} == {
+        ("llmlab-gateway", "llmlab-ollama")
+    }
+
+
+def test_every_dashboard_query_returns_data(prometheus: Prometheus, traffic: None) -> None:
+    queries = [q for q in dashboard_queries() if not q.may_be_empty]
+    assert queries
+
+    def empty() -> list[str]:
+        return [str(q) for q in queries if not prometheus.query(q.promql)]
+
+    # Rates need two scrapes of a counter, so the last ones may take a little while.
+    deadline = time.monotonic() + 120
+    missing = empty()
+    while missing and time.monotonic() < deadline:
+        time.sleep(5)
+        missing = empty()
+    assert not missing, "queries without data:\n" + "\n".join(missing)
+
+
+def test_a_provider_outage_fires_deployment_failing_and_recovery_resolves_it(
+    prometheus: Prometheus,
+    traffic: None,
+    emulator: Emulator,
+    gateway: requests.Session,
+    gateway_url: str,
+    hosts: dict[str, testinfra.host.Host],
+) -> None:
+    """OpenAI goes down: gpt-4o-mini's deployment keeps failing (the gateway has no
+    fallback for it), so DeploymentFailing fires within the rule's `for` and window;
+    OpenAI comes back: the next calls succeed and the alert resolves."""
+    labels = {"api_provider": "openai", "litellm_model_name": "gpt-4o-mini"}
+    promised = seconds("monitoring_alert_deployment_failing_for") + seconds(
+        "monitoring_alert_rate_window"
+    )
+    deadline = 3 * promised + 60
+
+    poll(
+        lambda: not prometheus.alerts("DeploymentFailing", **labels),
+        deadline,
+        "no DeploymentFailing alert for gpt-4o-mini before the outage",
+    )
+
+    emulator.set("openai", "down")
+
+    def firing() -> list[dict[str, Any]]:
+        chat(gateway, gateway_url, "gpt-4o-mini")
+        return [
+            a for a in prometheus.alerts("DeploymentFailing", **labels) if a["state"] == "firing"
+        ]
+
+    (alert, *_) = poll(firing, deadline, "DeploymentFailing firing for gpt-4o-mini (openai)")
+    assert alert["labels"]["severity"] == "warning"
+    assert "gpt-4o-mini (openai) is failing" in alert["annotations"]["summary"]
+    poll(
+        lambda: [
+            a
+            for a in alertmanager_alerts(hosts["monitoring"])
+            if a["labels"].get("alertname") == "DeploymentFailing"
+            and a["labels"].get("api_provider") == "openai"
+        ],
+        120,
+        "the alert reaching Alertmanager",
+    )
+
+    emulator.set("openai", "ok")
+
+    def resolved() -> bool:
+        chat(gateway, gateway_url, "gpt-4o-mini")
+        return not prometheus.alerts("DeploymentFailing", **labels)
+
+    poll(resolved, deadline, "DeploymentFailing for gpt-4o-mini resolving after recovery")
+
+
+def test_prometheus_and_alertmanager_run_in_the_stack(
+    hosts: dict[str, testinfra.host.Host],
+) -> None:
+    project = settings()["monitoring_compose_project"]
+    result = hosts["monitoring"].run(
+        "docker ps --filter label=com.docker.compose.project=%s "
+        "--format '{{.Label \"com.docker.compose.service\"}} {{.State}}'",
+        project,
+    )
+    assert result.rc == 0, result.stderr
+    states = dict(line.split() for line in result.stdout.splitlines())
+    assert states.get("prometheus") == "running", states
+    assert states.get("alertmanager") == "running", states
+    assert "grafana" not in states, "Grafana's container is off in the lab"
+
+
+@pytest.mark.parametrize("name", STACK_HOSTS)
+def test_the_node_exporter_runs_on_every_host(
+    name: str, hosts: dict[str, testinfra.host.Host]
+) -> None:
+    service_running(hosts[name], settings()["monitoring_node_exporter_package"])
+
+
+def test_the_ollama_probe_runs_on_its_timer_on_the_gateway(
+    hosts: dict[str, testinfra.host.Host],
+) -> None:
+    gateway = hosts["gateway"]
+    assert gateway.service("ollama-probe.timer").is_running
+    assert gateway.service("ollama-probe.timer").is_enabled
+    probe = gateway.file("/var/lib/prometheus/node-exporter/ollama_probe.prom")
+    assert 'gateway_ollama_up{ollama="llmlab-ollama"' in probe.content_string
+
+
+def test_grafana_provisioning_files_are_on_the_host_with_the_right_owner_and_mode(
+    hosts: dict[str, testinfra.host.Host],
+) -> None:
+    monitoring = hosts["monitoring"]
+    provisioning = f"{settings()['monitoring_project_dir']}/grafana/provisioning"
+    for folder in ("", "/datasources", "/dashboards", "/dashboards/llm-gateway"):
+        entry = monitoring.file(provisioning + folder)
+        assert entry.is_directory, folder
+        assert (entry.uid, entry.gid, entry.mode) == (0, GRAFANA_UID, 0o750), folder
+    files = ["/datasources/prometheus.yml", "/dashboards/llm-gateway.yml"]
+    files += [f"/dashboards/llm-gateway/{p.name}" for p in sorted(DASHBOARDS_DIR.glob("*.json"))]
+    for name in files:
+        entry = monitoring.file(provisioning + name)
+        assert entry.is_file, name
+        assert (entry.uid, entry.gid, entry.mode) == (0, GRAFANA_UID, 0o640), name
+    listed = monitoring.run("ls -A %s/dashboards/llm-gateway", provisioning).stdout.split()
+    assert sorted(listed) == sorted(p.name for p in DASHBOARDS_DIR.glob("*.json"))
+    for path in DASHBOARDS_DIR.glob("*.json"):
+        on_host = monitoring.file(f"{provisioning}/dashboards/llm-gateway/{path.name}")
+        assert json.loads(on_host.content_string) == json.loads(path.read_text())
+    datasource = yaml.safe_load(monitoring.file(provisioning + files[0]).content_string)
+    assert datasource["datasources"][0]["url"].endswith(
+        f":{settings()['monitoring_prometheus_port']}"
+    )
+
+
+# --- changing the rules by re-running the play ------------------------------------
+
+
+def run_monitoring_play(
+    lab: dict[str, str], extra_vars: dict[str, Any]
+) -> subprocess.CompletedProcess:
+    """playbooks/monitoring.yml against the lab, without the node exporters' tasks."""
+    env = {
+        **os.environ,
+        **{k: v for k, v in lab.items() if k.startswith("LAB_")},
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    argv = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        lab["LAB_ANSIBLE_INVENTORY"],
+        "--vault-password-file",
+        str(REPO / "molecule/default/vault-password.txt"),
+        "--tags",
+        "monitoring_preflight,monitoring_configure,monitoring_run",
+        "playbooks/monitoring.yml",
+        "-e",
+        json.dumps(extra_vars),
+    ]
+    return subprocess.run(
+        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+
+
+def installed_rules(hosts: dict[str, testinfra.host.Host]) -> str:
+    path = f"{settings()['monitoring_project_dir']}/prometheus/rules/llm-gateway.yml"
+    return hosts["monitoring"].file(path).content_string
+
+
+def test_a_new_rule_applies_and_a_broken_one_never_reaches_prometheus(
+    lab: dict[str, str], prometheus: Prometheus, hosts: dict[str, testinfra.host.Host]
+) -> None:
+    extra = {
+        "name": "lab-extra",
+        "rules": [{"alert": "LabNeverFires", "expr": "vector(0) > 1", "for": "1m"}],
+    }
+    broken = {"name": "lab-broken", "rules": [{"alert": "LabBroken", "expr": "rate(up[5m]"}]}
+    try:
+        added = run_monitoring_play(lab, {"monitoring_prometheus_extra_rule_groups": [extra]})
+        assert added.returncode == 0, added.stdout[-3000:]
+        poll(lambda: "lab-extra" in prometheus.rule_groups(), 60, "Prometheus running lab-extra")
+        before = hashlib.sha256(installed_rules(hosts).encode()).hexdigest()
+
+        refused = run_monitoring_play(
+            lab, {"monitoring_prometheus_extra_rule_groups": [extra, broken]}
+        )
+        assert refused.returncode != 0, refused.stdout[-3000:]
+        assert "failed to validate" in refused.stdout
+        assert "could not parse expression" in refused.stdout
+        assert hashlib.sha256(installed_rules(hosts).encode()).hexdigest() == before
+        groups = prometheus.rule_groups()
+        assert "lab-extra" in groups and "lab-broken" not in groups
+    finally:
+        restored = run_monitoring_play(lab, {})
+        assert restored.returncode == 0, restored.stdout[-3000:]
+    poll(lambda: "lab-extra" not in prometheus.rule_groups(), 60, "lab-extra gone again")

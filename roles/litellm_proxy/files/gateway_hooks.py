@@ -15,10 +15,11 @@ host could not be reached. LiteLLM 1.106 skips cooldown for every
 `APIConnectionError` (upstream issue #27362), which is exactly what a dead
 Ollama host raises (connection refused) and what any upstream that drops the
 connection raises; such a deployment would stay in rotation, a retry could land
-on it again, and clients would see 500s. This hook runs on every failed attempt
-(not once per request) and puts that deployment into LiteLLM's own cooldown
-cache for the router's cooldown time, so it leaves the rotation within seconds
-and comes back by itself when the cooldown expires and it answers again.
+on it again, and clients would see 500s. LiteLLM 1.106 reports a request's
+first failed attempt to this hook; it puts that deployment into LiteLLM's own
+cooldown cache for the router's cooldown time, so it leaves the rotation within
+seconds and comes back by itself when the cooldown expires and it answers
+again (tests/integration/test_routing.py measures both).
 """
 
 from __future__ import annotations

@@ -1,0 +1,640 @@
+"""Task Master on the gateway: every call counted against its task, in a ledger that survives.
+
+Real: the LiteLLM proxy (pinned release) with the role's cost ledger callback,
+the stack's Postgres, Docker Compose on the gateway host, the Task Master CLI
+(task-master-ai from npm, installed here into ~/.cache/llmlab), taskcost
+(scripts/taskcost.py) and the playbook that configures the project.
+Stand-ins: the cloud APIs and Ollama (the provider emulator), whose token
+counts are deterministic: prompt tokens = words of the input, completion
+tokens = 6 (`emulated reply from <provider> model <model>`). Prices are the
+role's defaults, read from roles/litellm_proxy/defaults/main.yml.
+
+Each run uses its own task ids (random), so the ledger's earlier rows never
+count. Tests that stop or restart containers put them back before they end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.integration.lab_client import Emulator, answered_by, chat, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULTS = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
+PRICES = {
+    m["name"]: (m.get("input_cost_per_token", 0.0), m.get("output_cost_per_token", 0.0))
+    for m in DEFAULTS["litellm_proxy_models"]
+}
+PROJECT_DIR = DEFAULTS["litellm_proxy_project_dir"]
+COMPOSE = f"docker compose -p {DEFAULTS['litellm_proxy_compose_project']}"
+TASKMASTER_VERSION = "0.43.1"
+RUN = random.randint(100000, 899999)  # noqa: S311 (task ids of this run, not a secret)
+
+
+def task_id(offset: int) -> str:
+    return str(RUN + offset)
+
+
+class Ledger:
+    """The cost ledger's HTTP API on the gateway (master key)."""
+
+    def __init__(self, session: requests.Session, gateway_url: str) -> None:
+        self.session = session
+        self.url = f"{gateway_url}/gateway/ledger"
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return self.session.get(f"{self.url}{path}", params=params, timeout=30)
+
+    def status(self) -> dict[str, Any]:
+        answer = self.get("/status")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def rows(self, **params: Any) -> list[dict[str, Any]]:
+        answer = self.get("/rows", limit=1000, **params)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["rows"]
+
+    def wait_rows(
+        self,
+        check: Callable[[list[dict[str, Any]]], bool],
+        what: str,
+        deadline_s: float = 60,
+        **q: Any,
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+
+        def ready() -> bool:
+            nonlocal found
+            answer = self.get("/rows", limit=1000, **q)
+            found = answer.json()["rows"] if answer.status_code == 200 else []
+            return check(found)
+
+        wait_until(ready, deadline_s, what, every_s=1.0)
+        return found
+
+
+@pytest.fixture(scope="module")
+def ledger(gateway: requests.Session, gateway_url: str) -> Ledger:
+    wait_ready(gateway_url)
+    api = Ledger(gateway, gateway_url)
+    answer = api.get("/status")
+    if answer.status_code == 404:
+        pytest.fail(
+            "the gateway serves no /gateway/ledger API: the litellm_proxy role does not load "
+            "cost_ledger.py yet (litellm_settings.callbacks: cost_ledger.ledger)"
+        )
+    assert answer.status_code == 200, answer.text
+    return api
+
+
+def tagged_chat(
+    session: requests.Session, gateway_url: str, model: str, task: str, text: str, **extra: Any
+) -> requests.Response:
+    return session.post(
+        f"{gateway_url}/v1/chat/completions",
+        headers={"x-litellm-tags": f"task:{task}"},
+        json={"model": model, "messages": [{"role": "user", "content": text}], **extra},
+        timeout=60,
+    )
+
+
+def expected_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    price_in, price_out = PRICES[model]
+    return prompt_tokens * price_in + completion_tokens * price_out
+
+
+def compose(hosts: dict, *args: str) -> str:
+    command = f"cd {PROJECT_DIR} && {COMPOSE} {' '.join(args)}"
+    result = hosts["gateway"].run(command)
+    assert result.rc == 0, f"{command}: {result.stderr}"
+    return result.stdout
+
+
+def wait_ready(gateway_url: str) -> None:
+    def ready() -> bool:
+        try:
+            return requests.get(f"{gateway_url}/health/readiness", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(ready, 180, "the proxy answering /health/readiness", every_s=2)
+
+
+@pytest.fixture
+def mini_answers(gateway: requests.Session, gateway_url: str, emulator: Emulator) -> Emulator:
+    """`gpt-4o-mini` answering again (another test may have cooled it down)."""
+    wait_until(
+        lambda: chat(gateway, gateway_url, "gpt-4o-mini").status_code == 200,
+        90,
+        "gpt-4o-mini answering",
+    )
+    emulator.clear()
+    return emulator
+
+
+# -------------------------------------------------------------------------- costs
+
+
+def test_ledger_cost_is_tokens_times_prices_and_litellms_own_header(
+    gateway: requests.Session, gateway_url: str, ledger: Ledger, mini_answers: Emulator
+) -> None:
+    task = task_id(1)
+    words = "count these five words please"
+    answer = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, words)
+    assert answer.status_code == 200, answer.text
+    header_cost = float(answer.headers["x-litellm-response-cost"])
+    call_id = answer.headers["x-litellm-call-id"]
+    (row,) = ledger.wait_rows(lambda r: len(r) == 1, "the ledger row", request_id=call_id)
+    assert (row["task"], row["status"], row["alias"]) == (task, "success", "gpt-4o-mini")
+    assert row["consumer"] == "master"
+    assert (row["input_tokens"], row["output_tokens"]) == (5, 6)
+    assert row["cost_usd"] == header_cost
+    assert row["cost_usd"] == pytest.approx(expected_cost("gpt-4o-mini", 5, 6), rel=1e-12)
+    (upstream,) = mini_answers.model_calls("openai")
+    assert (upstream["prompt_tokens"], upstream["completion_tokens"]) == (5, 6)
+    assert "x-litellm-tags" not in upstream["headers"], "the task tag went upstream"
+
+    # Streamed: no cost header (it is known only at the end), the same exact ledger cost.
+    streamed = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, words, stream=True)
+    assert streamed.status_code == 200, streamed.text
+    stream_id = streamed.headers["x-litellm-call-id"]
+    (row,) = ledger.wait_rows(lambda r: len(r) == 1, "the stream's row", request_id=stream_id)
+    assert (row["input_tokens"], row["output_tokens"], row["stream"]) == (5, 6, True)
+    assert row["cost_usd"] == pytest.approx(expected_cost("gpt-4o-mini", 5, 6), rel=1e-12)
+
+    # The dashboard's metric counts the same money.
+    metrics = gateway.get(f"{gateway_url}/metrics", timeout=30)
+    assert metrics.status_code == 200
+    sample = next(
+        line
+        for line in metrics.text.splitlines()
+        if line.startswith(f'gateway_task_spend_usd_total{{task="{task}"}}')
+    )
+    assert float(sample.split()[-1]) == pytest.approx(2 * header_cost, rel=1e-9)
+
+
+def lab_app() -> tuple[str, str, list[str]]:
+    """The lab's application (name, key from the lab's vault, aliases it may use)."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    scenario = yaml.safe_load((REPO / "molecule/default/group_vars/gateway/lab.yml").read_text())
+    app = (scenario.get("litellm_proxy_apps") or [None])[0]
+    if app is None:
+        pytest.fail("the lab scenario defines no application key (litellm_proxy_apps)")
+    password = (REPO / "molecule/default/vault-password.txt").read_bytes().strip()
+    vault = VaultLib([("default", VaultSecret(password))])
+    secrets = yaml.safe_load(
+        vault.decrypt((REPO / "molecule/default/group_vars/all/vault.yml").read_bytes())
+    )
+    return app["name"], secrets["vault_litellm_app_keys"][app["name"]], app.get("models") or []
+
+
+def test_a_call_made_with_an_application_key_is_that_applications(
+    gateway_url: str, ledger: Ledger, emulator: Emulator
+) -> None:
+    name, key, models = lab_app()
+    task = task_id(7)
+    app = requests.Session()
+    app.headers["Authorization"] = f"Bearer {key}"
+    answers: list[requests.Response] = []
+
+    def answered() -> bool:  # the app's requests per minute may be spent by another test
+        answers.append(tagged_chat(app, gateway_url, (models or ["cheap"])[0], task, "hi"))
+        return answers[-1].status_code != 429
+
+    wait_until(answered, 70, "the application key being under its rate", every_s=5)
+    assert answers[-1].status_code == 200, answers[-1].text
+    call_id = answers[-1].headers["x-litellm-call-id"]
+    (row,) = ledger.wait_rows(lambda r: len(r) == 1, "the app's row", request_id=call_id)
+    assert (row["consumer"], row["task"]) == (name, task)
+
+
+def model_ids(gateway: requests.Session, gateway_url: str) -> dict[tuple[str, str], str]:
+    """(alias, upstream model) -> the router's deployment id."""
+    info = gateway.get(f"{gateway_url}/v1/model/info", timeout=30).json()["data"]
+    return {(d["model_name"], d["litellm_params"]["model"]): d["model_info"]["id"] for d in info}
+
+
+def test_failed_attempts_and_fallbacks_are_rows_of_the_deployments_that_failed_and_answered(
+    gateway: requests.Session,
+    gateway_url: str,
+    ledger: Ledger,
+    emulator: Emulator,
+    ollama_emulator: Emulator,
+) -> None:
+    task = task_id(2)
+    wait_until(
+        lambda: answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b",
+        90,
+        "`cheap` going back to Ollama after any cooldown",
+    )
+    emulator.clear()
+    ollama_emulator.clear()
+    ollama_emulator.set("ollama", "error", status=500)
+    emulator.set("openai", "error", status=500)
+    try:
+        answer = tagged_chat(gateway, gateway_url, "cheap", task, "one two three")
+    finally:
+        ollama_emulator.set("ollama", "ok")
+        emulator.set("openai", "ok")
+    assert answer.status_code == 200, answer.text
+    assert answered_by(answer) == "gemini/gemini-2.5-flash"
+    call_id = answer.headers["x-litellm-call-id"]
+    failed_upstream = [
+        r
+        for r in ollama_emulator.model_calls("ollama") + emulator.model_calls("openai")
+        if r["status"] == 500
+    ]
+    rows = ledger.wait_rows(
+        lambda r: (
+            any(x["status"] == "success" for x in r)
+            and sum(x["status"] == "failure" for x in r) == len(failed_upstream)
+        ),
+        "a row per failed attempt and one for the answer",
+        request_id=call_id,
+    )
+    ids = model_ids(gateway, gateway_url)
+    failures = [r for r in rows if r["status"] == "failure"]
+    assert {(r["provider"], r["deployment_id"]) for r in failures} == {
+        ("ollama", ids[("cheap", "ollama_chat/llama3.2:1b")]),
+        ("openai", ids[("cheap", "openai/gpt-4o-mini")]),
+    }
+    assert all(r["task"] == task and r["http_status"] == 500 for r in failures)
+    assert all(r["cost_usd"] == 0 for r in failures)
+    (success,) = [r for r in rows if r["status"] == "success"]
+    assert success["provider"] == "gemini"
+    assert success["deployment_id"] == ids[("balanced", "gemini/gemini-2.5-flash")]
+    assert (success["alias"], success["model_group"]) == ("cheap", "balanced")
+    assert success["fallbacks"] >= 1
+    assert success["cost_usd"] == pytest.approx(expected_cost("gemini-2.5-flash", 3, 6))
+
+
+# ------------------------------------------------------------------------ budgets
+
+
+def taskcost(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, tool: Path | None = None
+) -> Any:
+    """scripts/taskcost.py, or the copy the playbook installed (`tool`)."""
+    command = [str(tool)] if tool else [sys.executable, str(REPO / "scripts/taskcost.py")]
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_a_task_over_its_budget_is_refused_before_any_upstream(
+    gateway: requests.Session,
+    gateway_url: str,
+    gateway_key: str,
+    ledger: Ledger,
+    mini_answers: Emulator,
+    ollama_emulator: Emulator,
+) -> None:
+    task = task_id(3)
+    env = {**os.environ, "GATEWAY_URL": gateway_url, "GATEWAY_KEY": gateway_key}
+    budget = 0.000001
+    done = taskcost("budget", "set", task, str(budget), env=env)
+    assert done.returncode == 0, done.stderr
+    try:
+        first = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")
+        assert first.status_code == 200, first.text  # spend 0 < budget: allowed
+        spent = float(first.headers["x-litellm-response-cost"])
+        wait_until(lambda: ledger.status()["spend_by_task"].get(task) == spent, 30, "spend known")
+        mini_answers.clear()
+        ollama_emulator.clear()
+        refused = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")
+        streamed = tagged_chat(gateway, gateway_url, "cheap", f"{task}.4", "hi", stream=True)
+        assert refused.status_code == 402, refused.text
+        assert streamed.status_code == 402, streamed.text
+        error = refused.json()["error"]
+        assert error["type"] == "budget_exceeded"
+        assert f"task {task} has reached its budget" in error["message"]
+        assert "spent $0.00000405 of $0.000001" in error["message"]
+        assert (
+            f"task {task} has reached its budget (request for {task}.4)"
+            in (streamed.json()["error"]["message"])
+        )
+        assert mini_answers.model_calls() == [], "a refused request reached a cloud upstream"
+        assert ollama_emulator.model_calls() == [], "a refused request reached Ollama"
+        rows = ledger.wait_rows(
+            lambda r: sum(x["status"] == "refused" for x in r) == 2, "refused rows", task=task
+        )
+        assert {(r["task"], r["http_status"]) for r in rows if r["status"] == "refused"} == {
+            (task, 402),
+            (f"{task}.4", 402),
+        }
+        shown = taskcost("budget", "show", env=env)
+        assert f"task {task}: $0.000001 (set at run time), spent $0.000004" in shown.stdout
+    finally:
+        cleared = taskcost("budget", "clear", task, env=env)
+        assert cleared.returncode == 0, cleared.stderr
+    again = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")
+    assert again.status_code == 200, again.text
+
+
+def test_budgets_from_the_inventory_reach_the_proxy(ledger: Ledger) -> None:
+    scenario = REPO / "molecule/default/group_vars/gateway/lab.yml"
+    configured = (yaml.safe_load(scenario.read_text()) or {}).get(
+        "litellm_proxy_task_budgets", DEFAULTS.get("litellm_proxy_task_budgets", {})
+    )
+    budgets = ledger.get("/budgets").json()
+    assert budgets["from_env"] == {str(k): float(v) for k, v in (configured or {}).items()}
+
+
+# ----------------------------------------------------------------- durability
+
+
+def test_no_row_is_lost_when_the_containers_are_killed_recreated_or_restarted(
+    gateway: requests.Session,
+    gateway_url: str,
+    hosts: dict,
+    ledger: Ledger,
+    mini_answers: Emulator,
+) -> None:
+    task = task_id(4)
+    calls = []
+
+    def send(count: int) -> None:
+        for _ in range(count):
+            answer = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two")
+            assert answer.status_code == 200, answer.text
+            calls.append(answer.headers["x-litellm-call-id"])
+
+    # With Postgres away the rows can only be in the spool. Then the proxy is
+    # killed outright and its container replaced: the spool is on a named
+    # volume, and the new container writes the rows once Postgres is back.
+    compose(hosts, "stop postgres")
+    try:
+        send(5)
+        compose(hosts, "kill -s SIGKILL litellm")
+        compose(hosts, "up -d --force-recreate --no-deps litellm")
+        wait_ready(gateway_url)
+    finally:
+        compose(hosts, "start postgres")
+    ledger.wait_rows(lambda r: len(r) == 5, "the rows spooled before the kill", 180, task=task)
+    # Restarts of both containers, each right after requests.
+    send(5)
+    compose(hosts, "restart postgres")
+    send(3)
+    compose(hosts, "restart litellm")
+    wait_ready(gateway_url)
+    rows = ledger.wait_rows(lambda r: len(r) >= 13, "thirteen rows", 180, task=task)
+    assert sorted(r["request_id"] for r in rows) == sorted(calls)
+    assert len({r["id"] for r in rows}) == len(rows) == 13
+    expected = 13 * expected_cost("gpt-4o-mini", 2, 6)
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(expected)
+    # ...and the restarted proxy knows the task's spend (seeded from Postgres).
+    assert ledger.status()["spend_by_task"][task] == pytest.approx(expected)
+
+
+def test_requests_succeed_while_postgres_is_stopped_and_rows_arrive_once_it_is_back(
+    gateway: requests.Session,
+    gateway_url: str,
+    hosts: dict,
+    ledger: Ledger,
+    mini_answers: Emulator,
+) -> None:
+    task = task_id(5)
+    compose(hosts, "stop postgres")
+    try:
+        for _ in range(5):
+            started = time.monotonic()
+            answer = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")
+            assert answer.status_code == 200, answer.text
+            assert time.monotonic() - started < 10, "a request waited for the stopped database"
+        wait_until(
+            lambda: ledger.status()["database"] == "down" and ledger.status()["pending_rows"] >= 5,
+            60,
+            "the ledger keeping the rows in its spool",
+        )
+        summary = ledger.get("/summary")
+        assert summary.status_code == 503
+        assert "rows wait in the spool" in summary.json()["detail"]
+    finally:
+        compose(hosts, "start postgres")
+    rows = ledger.wait_rows(lambda r: len(r) == 5, "the spooled rows", deadline_s=180, task=task)
+    assert {r["status"] for r in rows} == {"success"}
+    wait_until(lambda: ledger.status()["pending_rows"] == 0, 60, "an empty spool")
+
+
+# ------------------------------------------------------------------ Task Master
+
+
+def taskmaster_cli() -> Path:
+    """task-master-ai from npm, installed once into the lab's cache."""
+    base = Path(os.environ.get("LAB_CACHE_DIR") or Path.home() / ".cache" / "llmlab")
+    prefix = base / f"taskmaster-{TASKMASTER_VERSION}"
+    cli = prefix / "node_modules" / ".bin" / "task-master"
+    if cli.exists():
+        return cli
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is needed to install the Task Master CLI (task-master-ai) for this test")
+    prefix.mkdir(parents=True, exist_ok=True)
+    installed = subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(prefix),
+            "--no-audit",
+            "--no-fund",
+            f"task-master-ai@{TASKMASTER_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert installed.returncode == 0 and cli.exists(), installed.stderr[-2000:]
+    return cli
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, gateway_url: str, gateway_key: str, trust_gateway_ca: Path
+) -> Iterator[Path]:
+    """A Task Master project configured by playbooks/taskmaster.yml, with one task; the
+    gateway's CA goes where taskcost looks for it in the test's own home."""
+    root = tmp_path / "project"
+    (root / ".taskmaster" / "tasks").mkdir(parents=True)
+    tid = int(task_id(6))
+    tasks = {
+        "master": {
+            "tasks": [
+                {
+                    "id": tid,
+                    "title": f"Harden the login page ({RUN})",
+                    "description": "Login form",
+                    "details": "",
+                    "testStrategy": "",
+                    "status": "in-progress",
+                    "dependencies": [],
+                    "priority": "medium",
+                    "subtasks": [
+                        {
+                            "id": 1,
+                            "title": "Password field",
+                            "description": "",
+                            "details": "",
+                            "status": "pending",
+                            "dependencies": [],
+                            "parentTaskId": tid,
+                        }
+                    ],
+                }
+            ],
+            "metadata": {"created": "2026-01-01T00:00:00.000Z", "description": "Tasks"},
+        }
+    }
+    (root / ".taskmaster" / "tasks" / "tasks.json").write_text(json.dumps(tasks, indent=2))
+    extra = tmp_path / "vars.json"
+    extra.write_text(
+        json.dumps(
+            {
+                "taskmaster_client_project_dir": str(root),
+                "taskmaster_client_gateway_url": gateway_url,
+                "taskmaster_client_gateway_key": gateway_key,
+                "taskmaster_client_gateway_ca": trust_gateway_ca.read_text(),
+                "taskmaster_client_gateway_ca_path": str(
+                    tmp_path / "home/.config/llm-gateway/gateway-ca.crt"
+                ),
+                "taskmaster_client_taskcost_path": str(tmp_path / "home/.local/bin/taskcost"),
+            }
+        )
+    )
+    extra.chmod(0o600)
+    playbook = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "playbooks/taskmaster.yml",
+        "-i",
+        "inventory/local/hosts.yml",
+        "-e",
+        f"@{extra}",
+    ]
+    for _ in range(2):
+        result = subprocess.run(
+            playbook, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+    assert "changed=0" in result.stdout, "the second run of the playbook changed something"
+    yield root
+
+
+def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_title(
+    project: Path,
+    gateway: requests.Session,
+    gateway_url: str,
+    ledger: Ledger,
+    emulator: Emulator,
+    ollama_emulator: Emulator,
+    tmp_path: Path,
+) -> None:
+    cli = taskmaster_cli()
+    task = task_id(6)
+    home = tmp_path / "home"  # the playbook put taskcost and the gateway's CA here
+    (home / "tmp").mkdir(parents=True)
+    unset = ("GATEWAY_URL", "GATEWAY_KEY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in unset},
+        "HOME": str(home),  # Task Master writes ~/.taskmaster and a cache under $TMPDIR
+        "TMPDIR": str(home / "tmp"),
+        "NO_COLOR": "1",
+    }
+    emulator.clear()
+    ollama_emulator.clear()
+    started = time.time()
+
+    installed = home / ".local/bin/taskcost"
+    assert os.access(installed, os.X_OK)
+    update = taskcost(
+        "run",
+        task,
+        "--",
+        str(cli),
+        "update-subtask",
+        f"--id={task}.1",
+        "--prompt",
+        "Use a password field with a show toggle",
+        env=env,
+        cwd=project,
+        tool=installed,
+    )
+    assert update.returncode == 0, update.stdout[-2000:] + update.stderr[-2000:]
+    assert f"tagged task:{task}" in update.stderr
+    # update-subtask exits 0 even when its AI call failed: tasks.json tells.
+    tasks = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
+    details = tasks["master"]["tasks"][0]["subtasks"][0]["details"]
+    assert "emulated reply from" in details, update.stdout[-2000:]
+
+    research = taskcost(
+        "run",
+        f"{task}.1",
+        "--",
+        str(cli),
+        "research",
+        "Which password hashing?",
+        f"--id={task}",
+        env=env,
+        cwd=project,
+        tool=installed,
+    )
+    assert research.returncode == 0, research.stdout[-2000:] + research.stderr[-2000:]
+    assert "emulated reply from openai model gpt-4.1" in research.stdout
+
+    # (keyed, in case one emulator stands in for both the clouds and Ollama)
+    upstream = {
+        (r["time"], r["provider"], r["path"]): r
+        for r in emulator.model_calls() + ollama_emulator.model_calls()
+        if r["time"] >= started and r["status"] == 200
+    }
+    assert upstream, "Task Master reached no upstream through the gateway"
+    assert all("x-litellm-tags" not in r["headers"] for r in upstream.values())
+    rows = ledger.wait_rows(
+        lambda r: sum(x["status"] == "success" for x in r) == len(upstream),
+        "a ledger row for every call Task Master made",
+        task=task,
+    )
+    by_alias = {r["alias"]: r for r in rows if r["status"] == "success"}
+    assert {r["task"] for r in rows} == {task, f"{task}.1"}
+    research_row = by_alias["smart"]
+    assert research_row["stream"] is True
+    assert research_row["cost_usd"] == pytest.approx(
+        expected_cost("gpt-4.1", research_row["input_tokens"], 6), rel=1e-12
+    )
+    assert research_row["input_tokens"] > 0
+    assert "balanced" in by_alias  # update-subtask asked Task Master's main role
+
+    report = taskcost("report", "--json", "--write-metadata", env=env, cwd=project, tool=installed)
+    assert report.returncode == 0, report.stderr
+    (entry,) = [t for t in json.loads(report.stdout)["tasks"] if t["id"] == task]
+    assert entry["title"] == f"Harden the login page ({RUN})"
+    assert entry["status"] == "in-progress"
+    assert entry["calls"] == len(rows)
+    assert entry["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows), rel=1e-9)
+    assert {m["provider"] for m in entry["by_model"]} >= {"openai"}
+    assert [s["id"] for s in entry["subtasks"]] == [f"{task}.1"]
+    table = taskcost("report", env=env, cwd=project, tool=installed)
+    assert f"Harden the login page ({RUN})" in table.stdout
+    written = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
+    assert written["master"]["tasks"][0]["metadata"]["gatewayCost"]["calls"] == len(rows)

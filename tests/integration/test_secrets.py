@@ -7,14 +7,13 @@ playbook. The secrets are the lab vault's obviously fake values.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
+
+from tests.integration.lab_client import run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 # Every file and folder the roles write on the hosts, by host.
@@ -68,27 +67,7 @@ def test_files_holding_a_secret_are_root_only(name: str, hosts: dict, secrets: l
 
 
 def test_verbose_converge_prints_no_secret(lab: dict[str, str], secrets: list[str]) -> None:
-    env = {
-        **os.environ,
-        **{k: v for k, v in lab.items() if k.startswith("LAB_")},
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-vvv",
-            "-i",
-            lab["LAB_ANSIBLE_INVENTORY"],
-            "--vault-password-file",
-            str(REPO / "molecule/default/vault-password.txt"),
-            "playbooks/gateway.yml",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = run_playbook(lab, "playbooks/gateway.yml", None, "-vvv")
     assert run.returncode == 0, run.stdout[-2000:]
     log = run.stdout + run.stderr
     assert "changed=0" in log, "the verbose run should also be idempotent"

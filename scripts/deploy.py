@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Deploy the whole stack on this machine: `sudo python3 scripts/deploy.py`.
+"""Deploy the whole stack on this machine, as root: `python3 scripts/deploy.py`.
 
 1. Creates .venv with the pinned requirements (Ansible and its collections).
 2. On first run, creates group_vars/all/vault.yml from the example with a

@@ -7,7 +7,6 @@ The emulator runs in-process (a ThreadingHTTPServer on 127.0.0.1, port 0) except
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import shutil
@@ -21,11 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
+
+from tests.unit.loader import load
 
 EMULATOR_PATH = Path(__file__).resolve().parents[1] / "emulator" / "provider_emulator.py"
 OPENAI_KEY = "sk-test-key-abcd"
@@ -33,16 +33,7 @@ ANTHROPIC_KEY = "sk-ant-test-wxyz"
 GEMINI_KEY = "AIza-test-9876"
 
 
-def _load_emulator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("provider_emulator", EMULATOR_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pe = _load_emulator()
+pe = load("tests/emulator/provider_emulator.py", "provider_emulator")
 
 
 @dataclass

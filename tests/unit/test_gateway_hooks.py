@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +13,11 @@ import litellm
 import pytest
 from litellm.proxy._types import LitellmUserRoles, ProxyException
 
+from tests.unit.loader import load
+
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "gateway_hooks", REPO / "roles/litellm_proxy/files/gateway_hooks.py"
-)
-assert _spec and _spec.loader
-hooks = importlib.util.module_from_spec(_spec)
-sys.modules["gateway_hooks"] = hooks  # as LiteLLM imports it: a named module
-_spec.loader.exec_module(hooks)
+# As LiteLLM imports it: a named module.
+hooks = load("roles/litellm_proxy/files/gateway_hooks.py", "gateway_hooks")
 
 
 class FakeCooldowns:

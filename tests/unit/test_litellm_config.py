@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from tests.unit.loader import load
+
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "litellm_proxy_filters", REPO / "roles/litellm_proxy/filter_plugins/litellm_proxy.py"
-)
-assert _spec and _spec.loader
-filters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(filters)
+filters = load("roles/litellm_proxy/filter_plugins/litellm_proxy.py", "litellm_proxy_filters")
 
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 PROVIDERS = {"openai": {"api_base": ""}, "anthropic": {"api_base": ""}, "gemini": {"api_base": ""}}

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 from ansible.errors import AnsibleFilterError
 
-PLUGIN = Path(__file__).resolve().parents[2] / "roles/ollama_host/filter_plugins/ollama_host.py"
+from tests.unit.loader import load
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ollama_host_filters", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-f = _load()
+f = load("roles/ollama_host/filter_plugins/ollama_host.py", "ollama_host_filters")
 
 
 @pytest.mark.parametrize(

@@ -164,3 +164,24 @@ def test_litellm_itself_accepts_the_config(monkeypatch: pytest.MonkeyPatch) -> N
     deployments = router.get_model_list(model_name="cheap") or []
     assert len(deployments) == 3
     assert sorted(d["litellm_params"]["order"] for d in deployments) == [1, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "is empty or missing"),
+        (None, "is empty or missing"),
+        ("sk-CHANGE-ME", "is still the example value"),
+        ("sk-1234", "is a well-known example key"),
+        ("sk-12345678901234567890123456789012", "is a well-known example key"),
+        ("pk-" + "abcdefghij" * 4, 'does not start with "sk-"'),
+        ("sk-abcdefghij", "is shorter than 32 characters"),
+        ("sk-" + "ab" * 20, "has fewer than 8 different characters"),
+        ("sk-llmlab-master-key-not-a-secret-0123456789", ""),
+    ],
+)
+def test_secret_problem_says_what_is_wrong_without_the_value(value: Any, problem: str) -> None:
+    found = filters.litellm_proxy_secret_problem(value, prefix="sk-", min_length=32)
+    assert found == problem
+    if value:
+        assert value not in found

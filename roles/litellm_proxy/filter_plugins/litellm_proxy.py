@@ -20,7 +20,6 @@ Routing choices, and the LiteLLM traps they avoid:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -229,13 +228,24 @@ def litellm_proxy_ollama_url(host_vars: Mapping[str, Any], port: int) -> str:
     return f"http://{address}:{int(port)}"
 
 
-def litellm_proxy_san(name: str) -> str:
-    """A subject alternative name for a certificate: IP:... for an address, else DNS:..."""
-    try:
-        ipaddress.ip_address(str(name))
-    except ValueError:
-        return f"DNS:{name}"
-    return f"IP:{name}"
+WELL_KNOWN_KEYS = ("sk-1234",)
+
+
+def litellm_proxy_secret_problem(value: Any, prefix: str = "", min_length: int = 0) -> str:
+    """What is wrong with a secret, in words that never contain it; '' when it is fine."""
+    if value is None or not isinstance(value, str) or not value:
+        return "is empty or missing"
+    if "CHANGE-ME" in value:
+        return "is still the example value"
+    if value.startswith(WELL_KNOWN_KEYS):
+        return "is a well-known example key"
+    if prefix and not value.startswith(prefix):
+        return f'does not start with "{prefix}"'
+    if len(value) < min_length:
+        return f"is shorter than {min_length} characters"
+    if len(set(value.removeprefix(prefix))) < 8:
+        return "has fewer than 8 different characters"
+    return ""
 
 
 def litellm_proxy_app_table(
@@ -270,6 +280,6 @@ class FilterModule:
         return {
             "litellm_proxy_config": litellm_proxy_config,
             "litellm_proxy_ollama_url": litellm_proxy_ollama_url,
-            "litellm_proxy_san": litellm_proxy_san,
             "litellm_proxy_app_table": litellm_proxy_app_table,
+            "litellm_proxy_secret_problem": litellm_proxy_secret_problem,
         }

@@ -154,10 +154,15 @@ def monitoring_ollama_target(
     return {"targets": [f"{url}/api/version"], "labels": {"instance": _name(host_vars)}}
 
 
+def monitoring_local_host(bind: str) -> str:
+    """The address a service bound to ``bind`` is reached at from its own host."""
+    bind = str(bind).strip()
+    return "127.0.0.1" if bind in ANY_ADDRESSES else bind.strip("[]")
+
+
 def monitoring_local_address(bind: str, port: Any) -> str:
     """``host:port`` where a service bound to ``bind`` is reached from its own host."""
-    address = "127.0.0.1" if str(bind).strip() in ANY_ADDRESSES else str(bind).strip()
-    return _host_port(address, port)
+    return _host_port(monitoring_local_host(bind), port)
 
 
 def monitoring_listen_address(bind: str, port: Any) -> str:
@@ -174,6 +179,7 @@ class FilterModule:
             "monitoring_node_target": monitoring_node_target,
             "monitoring_gateway_target": monitoring_gateway_target,
             "monitoring_ollama_target": monitoring_ollama_target,
+            "monitoring_local_host": monitoring_local_host,
             "monitoring_local_address": monitoring_local_address,
             "monitoring_listen_address": monitoring_listen_address,
         }

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 import testinfra
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 from tests.integration.lab_client import Emulator
 
@@ -119,3 +121,24 @@ def ollama_emulator(ollama_url: str) -> Iterator[Emulator]:
     emu.clear()
     yield emu
     emu.set("ollama", "ok")
+
+
+def _flatten(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _flatten(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _flatten(v)]
+    return [str(value)] if value else []
+
+
+@pytest.fixture(scope="session")
+def lab_secrets() -> list[str]:
+    """Every (fake) secret value of the lab's vault: no output or file may show one."""
+    password = (REPO / "molecule/default/vault-password.txt").read_bytes().strip()
+    vault = VaultLib([("default", VaultSecret(password))])
+    data = yaml.safe_load(
+        vault.decrypt((REPO / "molecule/default/group_vars/all/vault.yml").read_bytes())
+    )
+    values = _flatten(data)
+    assert len(values) >= 6
+    return values

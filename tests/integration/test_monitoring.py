@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,14 +74,28 @@ def poll(check: Callable[[], T], deadline_s: float, what: str, every_s: float = 
         time.sleep(every_s)
 
 
+def fetch_json(host: testinfra.host.Host, url: str) -> Any:
+    """GET `url` on `host` itself: Prometheus and Alertmanager listen on the monitoring
+    host's loopback only (their default), so the tests ask them there."""
+    script = (
+        "import sys, urllib.request; "
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
+    )
+    result = host.run(f"python3 -c {shlex.quote(script)} {shlex.quote(url)}")
+    assert result.rc == 0, f"GET {url} on the host: {result.stderr}"
+    return json.loads(result.stdout)
+
+
 class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
+    """Prometheus' HTTP API, on the monitoring host."""
+
+    def __init__(self, host: testinfra.host.Host) -> None:
+        self.host = host
+        self.url = f"http://127.0.0.1:{settings()['monitoring_prometheus_port']}"
 
     def _get(self, path: str, **params: str) -> Any:
-        answer = requests.get(f"{self.url}{path}", params=params, timeout=15)
-        answer.raise_for_status()
-        body = answer.json()
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        body = fetch_json(self.host, f"{self.url}{path}{query}")
         assert body["status"] == "success", body
         return body["data"]
 
@@ -103,20 +119,14 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def prometheus(lab: dict[str, str]) -> Prometheus:
-    return Prometheus(lab["PROMETHEUS_URL"])
+def prometheus(hosts: dict[str, testinfra.host.Host]) -> Prometheus:
+    return Prometheus(hosts["monitoring"])
 
 
 def alertmanager_alerts(monitoring: testinfra.host.Host) -> list[dict[str, Any]]:
-    """The alerts Alertmanager holds, asked on the monitoring host (it listens there only)."""
+    """The alerts Alertmanager holds."""
     address = f"127.0.0.1:{settings()['monitoring_alertmanager_port']}"
-    script = (
-        "import json, urllib.request; "
-        f"print(json.dumps(json.load(urllib.request.urlopen('http://{address}/api/v2/alerts'))))"
-    )
-    result = monitoring.run(f"python3 -c {json.dumps(script)}")
-    assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)
+    return fetch_json(monitoring, f"http://{address}/api/v2/alerts")
 
 
 def service_running(host: testinfra.host.Host, name: str) -> None:

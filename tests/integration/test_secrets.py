@@ -7,15 +7,10 @@ playbook. The secrets are the lab vault's obviously fake values.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
-from ansible.parsing.vault import VaultLib, VaultSecret
 
 from tests.integration.lab_client import run_playbook
 
-REPO = Path(__file__).resolve().parents[2]
 # Every file and folder the roles write on the hosts, by host.
 WRITTEN = {
     "gateway": ["/opt/litellm-proxy", "/etc/haproxy", "/etc/litellm-proxy"],
@@ -29,35 +24,17 @@ WRITTEN = {
 }
 
 
-def _flatten(value: object) -> list[str]:
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _flatten(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _flatten(v)]
-    return [str(value)] if value else []
-
-
-@pytest.fixture(scope="module")
-def secrets() -> list[str]:
-    password = (REPO / "molecule/default/vault-password.txt").read_bytes().strip()
-    vault = VaultLib([("default", VaultSecret(password))])
-    data = yaml.safe_load(
-        vault.decrypt((REPO / "molecule/default/group_vars/all/vault.yml").read_bytes())
-    )
-    values = _flatten(data)
-    assert len(values) >= 6
-    return values
-
-
 @pytest.mark.parametrize("name", sorted(WRITTEN))
-def test_files_holding_a_secret_are_root_only(name: str, hosts: dict, secrets: list[str]) -> None:
+def test_files_holding_a_secret_are_root_only(
+    name: str, hosts: dict, lab_secrets: list[str]
+) -> None:
     host = hosts[name]
     paths = " ".join(WRITTEN[name])
     files = host.run(f"find {paths} -xdev -type f 2>/dev/null").stdout.split()
     assert files, f"nothing found under {paths} on {name}"
     for path in files:
         content = host.file(path).content_string if host.file(path).size < 2_000_000 else ""
-        leaked = [s for s in secrets if s in content]
+        leaked = [s for s in lab_secrets if s in content]
         if not leaked:
             continue
         mode = host.file(path).mode
@@ -66,10 +43,10 @@ def test_files_holding_a_secret_are_root_only(name: str, hosts: dict, secrets: l
         assert not path.endswith((".yaml", ".yml", ".cfg")), f"{path}: a config holds a secret"
 
 
-def test_verbose_converge_prints_no_secret(lab: dict[str, str], secrets: list[str]) -> None:
+def test_verbose_converge_prints_no_secret(lab: dict[str, str], lab_secrets: list[str]) -> None:
     run = run_playbook(lab, "playbooks/gateway.yml", None, "-vvv")
     assert run.returncode == 0, run.stdout[-2000:]
     log = run.stdout + run.stderr
     assert "changed=0" in log, "the verbose run should also be idempotent"
-    leaked = [s[:6] + "..." for s in secrets if s in log]
+    leaked = [s[:6] + "..." for s in lab_secrets if s in log]
     assert not leaked, f"secrets in the -vvv log: {leaked}"

@@ -149,7 +149,32 @@ def test_lan_device_cannot_reach_ollama_or_plain_http_gateway(hosts: dict) -> No
     redirect = probe(lan, "http://172.30.77.10/v1/models")
     assert redirect.startswith("308 https://"), redirect
     assert probe(lan, "https://172.30.77.10/v1/models").startswith("401")
-    # Alertmanager listens on the monitoring host's loopback only. (Prometheus
-    # does too by default; the lab binds it to the LAN address on purpose, so
-    # the test runner can query it as PROMETHEUS_URL.)
+    # Prometheus and Alertmanager listen on the monitoring host's loopback only.
+    assert probe(lan, "http://172.30.77.12:9090/-/ready").startswith("refused")
     assert probe(lan, "http://172.30.77.12:9093/-/ready").startswith("refused")
+
+
+# Bind mounts a container may write to: the cost ledger's spool. Every other file or
+# folder of the host that a container sees (configs, callbacks) is mounted read-only.
+WRITABLE_BINDS = {"/var/lib/gateway-ledger"}
+
+
+@pytest.mark.parametrize("name", ["gateway", "monitoring"])
+def test_containers_run_as_non_root_with_read_only_configs_and_no_docker_socket(
+    name: str, hosts: dict
+) -> None:
+    host = hosts[name]
+    ids = host.check_output("docker ps -q").split()
+    assert ids, f"no container runs on {name}"
+    for container in json.loads(host.check_output(f"docker inspect {' '.join(ids)}")):
+        cname = container["Name"]
+        for mount in container["Mounts"]:
+            assert "docker.sock" not in mount.get("Source", ""), (cname, mount)
+            if mount["Type"] == "bind" and mount["Destination"] not in WRITABLE_BINDS:
+                assert mount["RW"] is False, (cname, mount)
+        processes = host.check_output(f"docker top {container['Id']} -eo pid,uid,comm")
+        uids = {line.split()[1] for line in processes.splitlines()[1:]}
+        assert uids and "0" not in uids, f"{cname} runs processes as root:\n{processes}"
+    if name == "gateway":
+        (proxy,) = json.loads(host.check_output("docker inspect litellm-proxy-litellm-1"))
+        assert proxy["HostConfig"]["CapDrop"] == ["ALL"]

@@ -26,7 +26,6 @@ PORTS = {
     "GATEWAY": int(os.environ.get("LAB_GATEWAY_PORT", "14000")),
     "OLLAMA": int(os.environ.get("LAB_OLLAMA_PORT", "21434")),
     "EMULATOR": int(os.environ.get("LAB_EMULATOR_PORT", "18080")),
-    "PROMETHEUS": int(os.environ.get("LAB_PROMETHEUS_PORT", "19090")),
 }
 HOSTS = ("gateway", "ollama", "monitoring", "providers")
 
@@ -108,7 +107,6 @@ def write_env(venv_bin: Path, images_env: dict[str, str]) -> Path:
         "GATEWAY_KEY": master_key(venv_bin),
         "EMULATOR_URL": f"http://127.0.0.1:{PORTS['EMULATOR']}",
         "OLLAMA_URL": f"http://127.0.0.1:{PORTS['OLLAMA']}",
-        "PROMETHEUS_URL": f"http://127.0.0.1:{PORTS['PROMETHEUS']}",
         "LAB_INVENTORY": str(inventory),
         # The inventory Molecule converged with, for tests that re-run a playbook.
         "LAB_ANSIBLE_INVENTORY": str(MOLECULE_DIR / "inventory"),

@@ -23,3 +23,6 @@ lab-verify:  ## Run the lab's tests against the running lab
 
 lab-down:  ## Destroy the lab
 	$(PYTHON) scripts/lab.py down
+
+bench:  ## Benchmark floor, LiteLLM as shipped and the gateway on the lab; writes bench/results
+	$(PYTHON) scripts/bench.py

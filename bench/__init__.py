@@ -1,0 +1,1 @@
+"""The gateway benchmark (issue 8): load generation, targets, report. Run scripts/bench.py."""

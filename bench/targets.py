@@ -1,0 +1,486 @@
+"""The three things the benchmark measures, and where they run.
+
+- ``floor``: the provider emulator called directly (tests/emulator/provider_emulator.py);
+- ``shipped``: LiteLLM as its docs ship it, ``litellm --config config.yaml`` with its
+  defaults (one worker, default logging), one model pointing at the emulator;
+- ``gateway``: this project's deployment, HTTPS through HAProxy with the master key.
+
+An `Environment` starts and stops them, reads the resident memory of a proxy,
+and drives the emulator's control API. `LocalEnvironment` runs floor and shipped
+as processes on 127.0.0.1 (for developing the benchmark anywhere); `LabEnvironment`
+uses the running Molecule lab (``make lab-up``), reached on its own addresses.
+
+LiteLLM 1.106 refuses to start without a strong master key (even the ``sk-1234``
+of its docs), so ``shipped`` gets one in ``general_settings``, like the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bench.load import check_allowed_url
+
+REPO = Path(__file__).resolve().parents[1]
+EMULATOR_SCRIPT = REPO / "tests" / "emulator" / "provider_emulator.py"
+MODEL = "gpt-4o-mini"
+# What the emulator wants as a key (any non-empty one); nothing real.
+FAKE_PROVIDER_KEY = "sk-bench-not-a-real-key"
+# The master key `shipped` must have to start at all (see the module docstring).
+SHIPPED_MASTER_KEY = "sk-bench-shipped-7d3f0a9c2e61b845"
+READY_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """An OpenAI-compatible chat-completions endpoint and the headers it needs."""
+
+    name: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    model: str = MODEL
+
+
+def shipped_config(api_base: str) -> str:
+    """LiteLLM's config for `shipped`: one model on the emulator, nothing else set.
+
+    JSON is YAML, so LiteLLM reads it as it is.
+    """
+    config = {
+        "model_list": [
+            {
+                "model_name": MODEL,
+                "litellm_params": {
+                    "model": f"openai/{MODEL}",
+                    "api_base": api_base,
+                    "api_key": FAKE_PROVIDER_KEY,
+                },
+            }
+        ],
+        "general_settings": {"master_key": SHIPPED_MASTER_KEY},
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of a shell env file (``export`` and quotes allowed, # comments)."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        line = line.removeprefix("export ").strip()
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def sum_rss_kib(ps_output: str) -> int:
+    """Sum the last column, RSS in KiB, of ``docker top C -eo pid,rss`` (docker top
+    insists on a PID column) or ``ps -o rss``; the header is skipped."""
+    lines = [line.split() for line in ps_output.splitlines()]
+    return sum(int(words[-1]) for words in lines if words and words[-1].isdigit())
+
+
+def proc_tree_rss_kib(root_pid: int, proc: Path = Path("/proc")) -> int:
+    """Resident memory of a process and all its descendants, from /proc (KiB)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pid = int(entry.name)
+        children.setdefault(int(fields.get("PPid", "0").strip()), []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        total += rss.get(pid, 0)
+        pending.extend(children.get(pid, []))
+    return total
+
+
+def http_request(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -> bytes:
+    """A small request (JSON body) to the emulator's control API or a health endpoint."""
+    check_allowed_url(url)
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (checked above)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+        return bytes(response.read())
+
+
+def wait_until_ready(url: str, timeout_s: float, alive: Any = None) -> None:
+    """Poll ``url`` until it answers 200; ``alive()`` returning False aborts early."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise RuntimeError(f"the process behind {url} exited before it was ready")
+        try:
+            http_request("GET", url, timeout_s=5)
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Environment(ABC):
+    """Where the targets run: start/stop them, read memory, drive the emulator."""
+
+    kind = ""
+    emulator_url = ""  # base URL of the emulator (control API and floor)
+
+    def __enter__(self) -> Environment:
+        self.setup()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Make the emulator reachable (start it, or check that the lab's answers)."""
+
+    @abstractmethod
+    def available(self) -> dict[str, str | None]:
+        """Each target name -> None if it can run here, else why not."""
+
+    @abstractmethod
+    def start(self, name: str) -> Target:
+        """Bring up target ``name`` (if it is not already up) and return its endpoint."""
+
+    @abstractmethod
+    def stop(self, name: str) -> None:
+        """Take down what `start` brought up; a no-op for what was already running."""
+
+    @abstractmethod
+    def memory_kib(self, name: str) -> int | None:
+        """Resident memory of the target's proxy (all its processes), None for no proxy."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop everything this environment started and reset the emulator."""
+
+    def failover_target(self) -> tuple[Target | None, str]:
+        """The gateway asked for the `balanced` alias, or None and why not."""
+        return None, f"no gateway in the {self.kind} environment"
+
+    def cooldown_s(self) -> float:
+        """How long the gateway keeps a failed deployment out."""
+        return 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "emulator_url": self.emulator_url}
+
+    # The emulator's control API (tests/emulator/provider_emulator.py).
+    def set_provider(self, provider: str, mode: str = "ok", latency_ms: int = 0) -> None:
+        state = {"mode": mode, "latency_ms": latency_ms}
+        http_request("PUT", f"{self.emulator_url}/_control/{provider}", state)
+
+    def reset_emulator(self) -> None:
+        http_request("DELETE", f"{self.emulator_url}/_control")
+
+
+class LocalEnvironment(Environment):
+    """floor and shipped as processes on 127.0.0.1; no gateway (it needs the lab)."""
+
+    kind = "local"
+
+    def __init__(self, workdir: Path, venv_bin: Path) -> None:
+        self.workdir = workdir
+        self.venv_bin = venv_bin
+        self._emulator: subprocess.Popen[bytes] | None = None
+        self._shipped: subprocess.Popen[bytes] | None = None
+        self._shipped_port = 0
+
+    def setup(self) -> None:
+        port = free_port()
+        self.emulator_url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, str(EMULATOR_SCRIPT), "--listen", "127.0.0.1", "--port", str(port)]
+        self._emulator = self._spawn([*argv, "--quiet"], "emulator.log", {})
+        emulator = self._emulator
+        wait_until_ready(f"{self.emulator_url}/_health", 30, lambda: emulator.poll() is None)
+
+    def available(self) -> dict[str, str | None]:
+        return {
+            "floor": None,
+            "shipped": None,
+            "gateway": "this project's deployment runs only in the lab (drop --local)",
+        }
+
+    def start(self, name: str) -> Target:
+        if name == "floor":
+            return Target(
+                "floor",
+                f"{self.emulator_url}/v1/chat/completions",
+                {"Authorization": f"Bearer {FAKE_PROVIDER_KEY}"},
+            )
+        if name != "shipped":
+            raise ValueError(f"{name}: {self.available().get(name) or 'unknown target'}")
+        if self._shipped is None:
+            config = self.workdir / "shipped-config.yaml"
+            config.write_text(shipped_config(f"{self.emulator_url}/v1"))
+            self._shipped_port = free_port()
+            # Defaults but the address: LiteLLM would listen on 0.0.0.0.
+            argv = [str(self.venv_bin / "litellm"), "--config", str(config), "--host", "127.0.0.1"]
+            self._shipped = self._spawn(
+                [*argv, "--port", str(self._shipped_port)],
+                "shipped.log",
+                {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+            )
+            shipped = self._shipped
+            try:
+                wait_until_ready(
+                    f"http://127.0.0.1:{self._shipped_port}/health/liveliness",
+                    READY_TIMEOUT_S,
+                    lambda: shipped.poll() is None,
+                )
+            except RuntimeError as exc:
+                log = (self.workdir / "shipped.log").read_text(errors="replace")
+                self.stop("shipped")
+                raise RuntimeError(f"{exc}\n--- shipped.log (end) ---\n{log[-3000:]}") from None
+        return Target(
+            "shipped",
+            f"http://127.0.0.1:{self._shipped_port}/v1/chat/completions",
+            {"Authorization": f"Bearer {SHIPPED_MASTER_KEY}"},
+        )
+
+    def stop(self, name: str) -> None:
+        if name == "shipped" and self._shipped is not None:
+            _stop_process_group(self._shipped)
+            self._shipped = None
+
+    def memory_kib(self, name: str) -> int | None:
+        if name == "shipped" and self._shipped is not None:
+            return proc_tree_rss_kib(self._shipped.pid)
+        return None
+
+    def close(self) -> None:
+        self.stop("shipped")
+        if self._emulator is not None:
+            _stop_process_group(self._emulator)
+            self._emulator = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "shipped": f"{self.venv_bin / 'litellm'} --config shipped-config.yaml (one process)",
+        }
+
+    def _spawn(
+        self, argv: list[str], log_name: str, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        with (self.workdir / log_name).open("ab") as log:
+            return subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+
+
+def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group `process` leads, SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class LabEnvironment(Environment):
+    """The running lab (``make lab-up``): every target on the lab's own addresses.
+
+    The machine reaches the lab's network directly, so the benchmark bypasses the
+    port forwards of .lab/env (Docker's userland proxy would add its own cost):
+    the gateway's HAProxy on 172.30.77.10:443, the emulator on 172.30.77.13:8080.
+    ``shipped`` runs as a container on the gateway host, from the same LiteLLM
+    image as the gateway, published on 172.30.77.10:4100.
+    """
+
+    kind = "lab"
+    GATEWAY_HOST = "llmlab-gateway"  # the lab host (a container) that runs the gateway
+    GATEWAY_CONTAINER = "litellm-proxy-litellm-1"  # the gateway's LiteLLM, inside it
+    GATEWAY_ADDRESS = "172.30.77.10"
+    EMULATOR_URL = "http://172.30.77.13:8080"
+    SHIPPED_CONTAINER = "bench-shipped"
+    SHIPPED_PORT = 4100
+    # A path inside the gateway host, not on this machine.
+    SHIPPED_CONFIG = "/tmp/bench-shipped.yaml"  # noqa: S108
+    LAB_VARS = REPO / "molecule" / "default" / "group_vars" / "gateway" / "lab.yml"
+
+    def __init__(self, env_file: Path) -> None:
+        if not env_file.is_file():
+            raise SystemExit(f"{env_file} is missing: bring the lab up first (`make lab-up`)")
+        self.env = parse_env_file(env_file.read_text())
+        if not self.env.get("GATEWAY_KEY"):
+            raise SystemExit(f"{env_file} has no GATEWAY_KEY")
+        self.emulator_url = self.EMULATOR_URL
+        self._shipped_up = False
+        self._image = ""
+
+    def setup(self) -> None:
+        wait_until_ready(f"{self.emulator_url}/_health", 30)
+        running = self._docker(
+            "inspect", self.GATEWAY_CONTAINER, "--format", "{{.State.Running}}", check=False
+        )
+        if running.strip() != "true":
+            raise SystemExit(f"{self.GATEWAY_CONTAINER} is not running on {self.GATEWAY_HOST}")
+
+    def available(self) -> dict[str, str | None]:
+        return {"floor": None, "shipped": None, "gateway": None}
+
+    def _gateway(self, model: str) -> Target:
+        return Target(
+            "gateway",
+            f"https://{self.GATEWAY_ADDRESS}/v1/chat/completions",
+            {"Authorization": f"Bearer {self.env['GATEWAY_KEY']}"},
+            model,
+        )
+
+    def start(self, name: str) -> Target:
+        if name == "floor":
+            return Target(
+                "floor",
+                f"{self.emulator_url}/v1/chat/completions",
+                {"Authorization": f"Bearer {FAKE_PROVIDER_KEY}"},
+            )
+        if name == "gateway":
+            return self._gateway(MODEL)
+        if name != "shipped":
+            raise ValueError(f"unknown target {name}")
+        if not self._shipped_up:
+            self._start_shipped()
+        return Target(
+            "shipped",
+            f"http://{self.GATEWAY_ADDRESS}:{self.SHIPPED_PORT}/v1/chat/completions",
+            {"Authorization": f"Bearer {SHIPPED_MASTER_KEY}"},
+        )
+
+    def _start_shipped(self) -> None:
+        self._image = self._docker(
+            "inspect", self.GATEWAY_CONTAINER, "--format", "{{.Config.Image}}"
+        ).strip()
+        self._remove_shipped()
+        config = shipped_config(f"{self.emulator_url}/v1")
+        self._exec(["sh", "-c", f"cat > {self.SHIPPED_CONFIG}"], stdin=config)
+        self._shipped_up = True  # from here on, stop() must clean up
+        self._docker(
+            "run", "-d", "--rm", "--name", self.SHIPPED_CONTAINER,
+            "-p", f"{self.GATEWAY_ADDRESS}:{self.SHIPPED_PORT}:4000",
+            "-v", f"{self.SHIPPED_CONFIG}:/app/config.yaml:ro",
+            "-e", "LITELLM_LOCAL_MODEL_COST_MAP=True",
+            self._image, "--config", "/app/config.yaml", "--port", "4000",
+        )  # fmt: skip
+        ready = f"http://{self.GATEWAY_ADDRESS}:{self.SHIPPED_PORT}/health/liveliness"
+        try:
+            wait_until_ready(ready, READY_TIMEOUT_S, self._shipped_running)
+        except RuntimeError as exc:
+            logs = self._docker("logs", "--tail", "40", self.SHIPPED_CONTAINER, check=False)
+            self.stop("shipped")
+            raise RuntimeError(
+                f"{exc}\n--- docker logs {self.SHIPPED_CONTAINER} ---\n{logs}"
+            ) from None
+
+    def _shipped_running(self) -> bool:
+        state = self._docker(
+            "inspect", self.SHIPPED_CONTAINER, "--format", "{{.State.Running}}", check=False
+        )
+        return state.strip() == "true"
+
+    def _remove_shipped(self) -> None:
+        self._docker("rm", "-f", self.SHIPPED_CONTAINER, check=False)
+
+    def stop(self, name: str) -> None:
+        if name == "shipped" and self._shipped_up:
+            self._remove_shipped()
+            self._exec(["rm", "-f", self.SHIPPED_CONFIG], check=False)
+            self._shipped_up = False
+
+    def memory_kib(self, name: str) -> int | None:
+        container = {"shipped": self.SHIPPED_CONTAINER, "gateway": self.GATEWAY_CONTAINER}.get(name)
+        if container is None:
+            return None
+        return sum_rss_kib(self._docker("top", container, "-eo", "pid,rss"))
+
+    def close(self) -> None:
+        try:
+            self.stop("shipped")
+        finally:
+            self.reset_emulator()
+
+    def failover_target(self) -> tuple[Target | None, str]:
+        return self._gateway("balanced"), ""
+
+    def cooldown_s(self) -> float:
+        """The lab's litellm_proxy_cooldown_time (30 s if it cannot be read)."""
+        try:
+            import yaml
+
+            data = yaml.safe_load(self.LAB_VARS.read_text()) or {}
+            return float(data.get("litellm_proxy_cooldown_time", 30))
+        except (OSError, ValueError, ImportError):
+            return 30.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "gateway": f"https://{self.GATEWAY_ADDRESS} (HAProxy -> {self.GATEWAY_CONTAINER})",
+            "shipped": f"container {self.SHIPPED_CONTAINER} on {self.GATEWAY_HOST}, image "
+            f"{self._image or 'that of ' + self.GATEWAY_CONTAINER}",
+        }
+
+    def _exec(self, argv: list[str], *, stdin: str | None = None, check: bool = True) -> str:
+        """Run a command on the gateway host (``docker exec``); return its stdout."""
+        command = ["docker", "exec", *(["-i"] if stdin is not None else []), self.GATEWAY_HOST]
+        done = subprocess.run(
+            [*command, *argv], input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} on {self.GATEWAY_HOST}: {done.stderr.strip()}")
+        return done.stdout
+
+    def _docker(self, *args: str, check: bool = True) -> str:
+        """The gateway host's own docker (the lab's containers run Docker inside)."""
+        return self._exec(["docker", *args], check=check)

@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""Benchmark the gateway against LiteLLM as shipped and the bare emulator (issue 8).
+
+    python3 scripts/bench.py                   # against the running lab (`make lab-up` first)
+    python3 scripts/bench.py --quick           # the same with short runs, for development
+    python3 scripts/bench.py --local --quick   # 127.0.0.1 only: floor and shipped, no lab
+    python3 scripts/bench.py --phases latency  # some of: latency, failover, deploy
+
+Writes results.json, results.md and latency.png into --out (bench/results). The
+load generator is hey (Debian's package, installed when missing); every run is
+bounded by a duration and a per-request timeout (and a hard limit on hey
+itself), and talks only to 127.0.0.1 or the lab's own network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scripts.bootstrap import reexec_in_venv  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.load import LoadResult
+    from bench.targets import Environment, Target
+
+PHASES = ("latency", "failover", "deploy")
+CONCURRENCY = (1, 8, 32)
+SUSTAINED_CONCURRENCY = 32
+UPSTREAM_LATENCY_MS = 50
+REQUEST_TIMEOUT_S = 20  # hey -t in the latency phase
+FAILOVER_TIMEOUT_S = 60  # hey -t with a hanging upstream (the gateway gives up first)
+FAILOVER_CONCURRENCY = 8
+FAILOVER_MODES = ("down", "timeout", "rate_limit")
+# The lab's `balanced` tier: gemini-2.5-flash is cheaper, so preferred; then claude-haiku-4-5.
+PREFERRED, FALLBACK = "gemini", "anthropic"
+_START = time.monotonic()
+
+
+@dataclass(frozen=True)
+class Durations:
+    latency_s: float  # each non-streaming and streaming run
+    sustained_s: float  # the rate held at concurrency 32
+    failover_s: float  # each failover case
+    warmup_requests: int  # per target, not counted
+
+
+FULL = Durations(latency_s=10, sustained_s=30, failover_s=10, warmup_requests=20)
+QUICK = Durations(latency_s=3, sustained_s=5, failover_s=5, warmup_requests=8)
+
+
+def deploy_phase() -> dict[str, Any]:
+    """Wall time of site.yml over fresh lab hosts, then of an idempotent re-run.
+
+    The lab is destroyed and created anew, and Molecule's prepare step runs (none
+    of that is timed, nor are the image builds); then ansible-playbook site.yml
+    runs twice the way a user runs it: the repo's ansible.cfg, the lab's
+    inventory and vault. Leaves the lab up, with .lab/env written, for the
+    other phases.
+    """
+    from tests.integration.lab_client import run_playbook
+    from tests.lab import lab
+
+    bin_dir = Path(sys.executable).parent
+    env = lab.prepare()
+    for step in ("destroy", "create", "prepare"):
+        if lab.molecule(bin_dir, step, env) != 0:
+            raise RuntimeError(f"molecule {step} failed")
+    lab.write_env(bin_dir, env)
+    lab_env = {**env, "LAB_ANSIBLE_INVENTORY": str(lab.MOLECULE_DIR / "inventory")}
+    runs = {}
+    for name in ("converge_fresh", "idempotent_rerun"):
+        log(f"deploy: {name.replace('_', ' ')}")
+        started = time.monotonic()
+        done = run_playbook(lab_env, "site.yml")
+        seconds = time.monotonic() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"site.yml failed ({name}):\n{done.stdout[-3000:]}")
+        changed = sum(int(n) for n in re.findall(r"\bchanged=(\d+)", done.stdout))
+        log(f"deploy: {name} took {seconds:.1f} s, changed={changed}")
+        runs[name] = {"seconds": round(seconds, 1), "changed": changed}
+    return {
+        "converge_fresh_s": runs["converge_fresh"]["seconds"],
+        "idempotent_rerun_s": runs["idempotent_rerun"]["seconds"],
+        "idempotent_rerun_changed": runs["idempotent_rerun"]["changed"],
+    }
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def write_body(workdir: Path, model: str, stream: bool) -> Path:
+    import json
+
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+        "max_tokens": 16,
+    }
+    if stream:
+        body["stream"] = True
+    path = workdir / f"body-{model}{'-stream' if stream else ''}.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def _line(name: str, result: LoadResult) -> str:
+    s = result.to_json()
+    lat, ttfb = s["latency_ms"], s["ttfb_ms"]
+    return (
+        f"{name} c={result.concurrency}: p50 {lat['p50']} / p99 {lat['p99']} ms, "
+        f"TTFB p50 {ttfb['p50']} ms, {s['rps']} req/s, {s['errors']} errors"
+    )
+
+
+def warm_up(target: Target, body_file: Path, requests: int) -> None:
+    """A few requests that are not counted; fail early if the target does not answer."""
+    from bench.load import run_hey
+
+    result = run_hey(
+        target.url,
+        concurrency=min(4, requests),
+        requests=requests,
+        timeout_s=REQUEST_TIMEOUT_S,
+        body_file=body_file,
+        headers=target.headers,
+    )
+    summary = result.to_json()
+    if summary["ok"] == 0:
+        raise RuntimeError(f"{target.name}: no successful answer in warm-up: {summary['status']}")
+
+
+def measure_target(env: Environment, name: str, durations: Durations, workdir: Path) -> dict:
+    """Warm-up, non-streaming and streaming at each concurrency, sustained rate, memory."""
+    from bench.load import run_hey
+
+    target = env.start(name)
+    try:
+        bodies = {
+            "plain": write_body(workdir, target.model, stream=False),
+            "stream": write_body(workdir, target.model, stream=True),
+        }
+        log(f"{name}: warm-up ({target.url})")
+        warm_up(target, bodies["plain"], durations.warmup_requests)
+        warm_up(target, bodies["stream"], durations.warmup_requests)
+        measured: dict[str, Any] = {"url": target.url, "model": target.model}
+
+        def run(kind: str, concurrency: int, seconds: float) -> LoadResult:
+            result = run_hey(
+                target.url,
+                concurrency=concurrency,
+                duration_s=seconds,
+                timeout_s=REQUEST_TIMEOUT_S,
+                body_file=bodies[kind],
+                headers=target.headers,
+            )
+            log(_line(f"{name} {kind}", result))
+            return result
+
+        for kind in ("plain", "stream"):
+            measured[kind] = [run(kind, c, durations.latency_s).to_json() for c in CONCURRENCY]
+        sustained = run("plain", SUSTAINED_CONCURRENCY, durations.sustained_s)
+        measured["sustained"] = sustained.to_json()
+        measured["memory_kib"] = env.memory_kib(name)
+        return measured
+    finally:
+        env.stop(name)
+
+
+def latency_phase(env: Environment, durations: Durations, workdir: Path) -> dict[str, Any]:
+    from bench import report
+
+    out: dict[str, Any] = {"upstream_latency_ms": UPSTREAM_LATENCY_MS, "targets": {}}
+    skipped = {name: why for name, why in env.available().items() if why}
+    env.reset_emulator()
+    env.set_provider("openai", "ok", UPSTREAM_LATENCY_MS)
+    try:
+        for name, why in env.available().items():
+            if why:
+                log(f"{name}: skipped ({why})")
+                continue
+            try:
+                out["targets"][name] = measure_target(env, name, durations, workdir)
+            except RuntimeError as exc:
+                log(f"{name}: FAILED: {exc}")
+                skipped[name] = f"failed: {exc}"
+    finally:
+        env.reset_emulator()
+    out["skipped"] = skipped
+    report.fill_added(out)
+    return out
+
+
+def wait_for_preferred(env: Environment, target: Target, body_file: Path, limit_s: float) -> float:
+    """Probe the gateway until the preferred provider answers again (its cooldown is over).
+
+    Returns the seconds waited. The emulator's request log tells who was called.
+    """
+    import json
+
+    from bench.load import run_hey
+    from bench.targets import http_request
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        since = time.time()
+        run_hey(
+            target.url,
+            concurrency=1,
+            requests=1,
+            timeout_s=REQUEST_TIMEOUT_S,
+            body_file=body_file,
+            headers=target.headers,
+        )
+        seen = json.loads(
+            http_request("GET", f"{env.emulator_url}/_requests?provider={PREFERRED}&since={since}")
+        )
+        if seen:
+            return time.monotonic() - started
+        time.sleep(2)
+    raise RuntimeError(f"{PREFERRED} was not called again within {limit_s:.0f}s of its recovery")
+
+
+def failover_phase(env: Environment, durations: Durations, workdir: Path) -> dict[str, Any]:
+    from bench import report
+    from bench.load import run_hey
+
+    target, why = env.failover_target()
+    if target is None:
+        log(f"failover: skipped ({why})")
+        return {"skipped": why}
+    body_file = write_body(workdir, target.model, stream=False)
+    # The gateway keeps a failed deployment out for its cooldown; give it room.
+    recovery_limit = env.cooldown_s() + 60
+
+    def healthy_providers() -> None:
+        env.reset_emulator()
+        env.set_provider(PREFERRED, "ok", UPSTREAM_LATENCY_MS)
+        env.set_provider(FALLBACK, "ok", UPSTREAM_LATENCY_MS)
+
+    def run(case: str) -> LoadResult:
+        result = run_hey(
+            target.url,
+            concurrency=FAILOVER_CONCURRENCY,
+            duration_s=durations.failover_s,
+            timeout_s=FAILOVER_TIMEOUT_S,
+            body_file=body_file,
+            headers=target.headers,
+        )
+        log(_line(f"failover {case}", result))
+        return result
+
+    out: dict[str, Any] = {
+        "model": target.model,
+        "concurrency": FAILOVER_CONCURRENCY,
+        "duration_s": durations.failover_s,
+        "preferred": PREFERRED,
+        "fallback": FALLBACK,
+        "upstream_latency_ms": UPSTREAM_LATENCY_MS,
+        "modes": {},
+        "recovery_wait_s": {},
+    }
+    try:
+        healthy_providers()
+        wait_for_preferred(env, target, body_file, recovery_limit)
+        warm_up(target, body_file, durations.warmup_requests)
+        out["healthy"] = run("healthy").to_json()
+        for mode in FAILOVER_MODES:
+            healthy_providers()
+            env.set_provider(PREFERRED, mode)
+            result = run(mode)
+            healthy_providers()  # also releases the requests a `timeout` upstream holds
+            out["modes"][mode] = {
+                "run": result.to_json(),
+                "first_second": result.window(0, report.FIRST_WINDOW_S),
+                "after": result.window(report.FIRST_WINDOW_S),
+            }
+            log(f"failover {mode}: waiting until {PREFERRED} is used again")
+            waited = wait_for_preferred(env, target, body_file, recovery_limit)
+            out["recovery_wait_s"][mode] = round(waited, 1)
+    finally:
+        env.reset_emulator()
+    report.fill_failover_extra(out)
+    return out
+
+
+def _run_text(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from bench.load import hey_version
+
+    cpu_model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    memory_kib = None
+    meminfo = Path("/proc/meminfo")
+    for line in meminfo.read_text().splitlines() if meminfo.is_file() else []:
+        if line.startswith("MemTotal:"):
+            memory_kib = int(line.split()[1])
+    try:
+        litellm = version("litellm")
+    except PackageNotFoundError:
+        litellm = "not installed"
+    commit = _run_text(["git", "rev-parse", "--short=12", "HEAD"]) or "unknown"
+    if _run_text(["git", "status", "--porcelain", "--untracked-files=no"]):
+        commit += " (with uncommitted changes)"
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "memory_kib": memory_kib,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "hey_version": hey_version(),
+        "litellm_version": litellm,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": commit,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (development)")
+    parser.add_argument(
+        "--local", action="store_true", help="run floor and shipped on 127.0.0.1, without the lab"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results", help="output folder"
+    )
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)} (default: all)",
+    )
+    parser.add_argument(
+        "--notes", type=Path, help="Markdown appended to results.md: what limits a missed target"
+    )
+    args = parser.parse_args()
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if not phases or set(phases) - set(PHASES):
+        parser.error(f"--phases takes a comma-separated subset of {','.join(PHASES)}")
+    out_dir = args.out.resolve()
+    notes = args.notes.read_text() if args.notes else ""
+    reexec_in_venv(REPO / "requirements-bench.txt")
+
+    from bench import load, report
+    from bench.targets import LabEnvironment, LocalEnvironment
+
+    load.ensure_hey()
+    durations = QUICK if args.quick else FULL
+    workdir = out_dir / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "settings": {
+            "environment": "local" if args.local else "lab",
+            "quick": args.quick,
+            "phases": phases,
+            "durations": asdict(durations),
+            "concurrency": list(CONCURRENCY),
+            "request_timeout_s": REQUEST_TIMEOUT_S,
+            "failover_timeout_s": FAILOVER_TIMEOUT_S,
+        },
+    }
+    if "deploy" not in phases:
+        results["deploy"] = {"skipped": "phase not selected"}
+    elif args.local:
+        results["deploy"] = {"skipped": "the deployment is measured on the lab only"}
+    else:
+        results["deploy"] = deploy_phase()  # first: it makes the lab the others use
+    env: Environment = (
+        LocalEnvironment(workdir, Path(sys.executable).parent)
+        if args.local
+        else LabEnvironment(REPO / ".lab" / "env")
+    )
+    with env:
+        if "latency" in phases:
+            results["latency"] = latency_phase(env, durations, workdir)
+        if "failover" in phases:
+            results["failover"] = failover_phase(env, durations, workdir)
+        results["settings"]["targets"] = env.describe()
+    results.setdefault("failover", {"skipped": "phase not selected"})
+    results["targets"] = report.evaluate(results)
+    for path in report.write_outputs(results, out_dir, notes):
+        log(f"wrote {path}")
+    for check in results["targets"]:
+        print(f"{check['status']:>12}: {check['name']} ({check['detail']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -176,6 +176,14 @@ class Environment(ABC):
     def available(self) -> dict[str, str | None]:
         """Each target name -> None if it can run here, else why not."""
 
+    def floor(self) -> Target:
+        """The emulator called directly: what no proxy can beat."""
+        return Target(
+            "floor",
+            f"{self.emulator_url}/v1/chat/completions",
+            {"Authorization": f"Bearer {FAKE_PROVIDER_KEY}"},
+        )
+
     @abstractmethod
     def start(self, name: str) -> Target:
         """Bring up target ``name`` (if it is not already up) and return its endpoint."""
@@ -241,11 +249,7 @@ class LocalEnvironment(Environment):
 
     def start(self, name: str) -> Target:
         if name == "floor":
-            return Target(
-                "floor",
-                f"{self.emulator_url}/v1/chat/completions",
-                {"Authorization": f"Bearer {FAKE_PROVIDER_KEY}"},
-            )
+            return self.floor()
         if name != "shipped":
             raise ValueError(f"{name}: {self.available().get(name) or 'unknown target'}")
         if self._shipped is None:
@@ -381,11 +385,7 @@ class LabEnvironment(Environment):
 
     def start(self, name: str) -> Target:
         if name == "floor":
-            return Target(
-                "floor",
-                f"{self.emulator_url}/v1/chat/completions",
-                {"Authorization": f"Bearer {FAKE_PROVIDER_KEY}"},
-            )
+            return self.floor()
         if name == "gateway":
             return self._gateway(MODEL)
         if name != "shipped":

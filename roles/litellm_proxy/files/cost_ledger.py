@@ -26,7 +26,7 @@ A background thread fsyncs the spool about once a second and, when Postgres
 answers, moves closed spool segments into it (``INSERT ... ON CONFLICT (id) DO
 NOTHING``, so replaying a segment after a crash adds nothing twice) and then
 deletes them. A slow or stopped Postgres never slows or fails a request: rows
-wait in the spool (a named volume) and are written when it is back.
+wait in the spool (a folder of the host, mounted) and are written when it is back.
 
 Budgets: ``GATEWAY_TASK_BUDGETS`` (JSON, ``{"12": 0.5, "*": 5.0}``, from the
 role) and the ``gateway_task_budgets`` table (set at run time through the HTTP

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -69,7 +68,7 @@ def deploy_phase() -> dict[str, Any]:
     inventory and vault. Leaves the lab up, with .lab/env written, for the
     other phases.
     """
-    from tests.integration.lab_client import run_playbook
+    from tests.integration.lab_client import play_recap, run_playbook
     from tests.lab import lab
 
     bin_dir = Path(sys.executable).parent
@@ -87,7 +86,7 @@ def deploy_phase() -> dict[str, Any]:
         seconds = time.monotonic() - started
         if done.returncode != 0:
             raise RuntimeError(f"site.yml failed ({name}):\n{done.stdout[-3000:]}")
-        changed = sum(int(n) for n in re.findall(r"\bchanged=(\d+)", done.stdout))
+        changed = sum(counts["changed"] for counts in play_recap(done.stdout).values())
         log(f"deploy: {name} took {seconds:.1f} s, changed={changed}")
         runs[name] = {"seconds": round(seconds, 1), "changed": changed}
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -116,3 +117,12 @@ def run_playbook(
 def flat(text: str) -> str:
     """Ansible's output with its line wrapping undone, for searching messages in it."""
     return " ".join(text.split())
+
+
+def play_recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of ansible-playbook's output: {host: {"ok": n, "changed": n, ...}}."""
+    rows = re.findall(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", output, re.M)
+    return {
+        host: {key: int(value) for key, value in (pair.split("=") for pair in counts.split())}
+        for host, counts in rows
+    }

@@ -8,14 +8,13 @@ gateway (the provider emulator).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import chat, flat, run_playbook
+from tests.integration.lab_client import chat, flat, play_recap, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())[
@@ -88,13 +87,6 @@ def stack_state(hosts: dict) -> str:
     return f"{containers}\n{sums}"
 
 
-def recap_changes(output: str) -> dict[str, int]:
-    return {
-        host: int(changed)
-        for host, changed in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)
-    }
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_deploy_input_is_refused_and_changes_nothing(
     case: str,
@@ -113,7 +105,7 @@ def test_bad_deploy_input_is_refused_and_changes_nothing(
     assert run.returncode != 0, output[-3000:]
     for words in expected:
         assert words in flat(output), f"{words!r} not in:\n{output[-3000:]}"
-    changes = recap_changes(run.stdout)
+    changes = {host: counts["changed"] for host, counts in play_recap(run.stdout).items()}
     assert changes, run.stdout[-2000:]
     assert set(changes.values()) == {0}, f"something changed: {changes}"
     assert "TASK [litellm_proxy : Install Docker" not in output

@@ -381,8 +381,8 @@ def test_no_row_is_lost_when_the_containers_are_killed_recreated_or_restarted(
             calls.append(answer.headers["x-litellm-call-id"])
 
     # With Postgres away the rows can only be in the spool. Then the proxy is
-    # killed outright and its container replaced: the spool is on a named
-    # volume, and the new container writes the rows once Postgres is back.
+    # killed outright and its container replaced: the spool is a folder of the
+    # host, and the new container writes the rows once Postgres is back.
     compose(hosts, "stop postgres")
     try:
         send(5)

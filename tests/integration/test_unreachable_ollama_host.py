@@ -13,14 +13,13 @@ This module runs last (its name sorts last): it changes the whole stack for a wh
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import chat, flat, run_playbook
+from tests.integration.lab_client import chat, flat, play_recap, run_playbook
 
 ASLEEP = "llmlab-ollama-asleep"
 ASLEEP_ADDRESS = "172.30.77.99"  # in the lab's network, and no host has it
@@ -39,14 +38,6 @@ def asleep_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def recap(output: str) -> dict[str, dict[str, int]]:
-    rows = re.findall(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", output, re.M)
-    return {
-        host: {k: int(v) for k, v in (pair.split("=") for pair in counts.split())}
-        for host, counts in rows
-    }
-
-
 def test_an_ollama_host_that_is_off_fails_clearly_and_the_rest_deploys(
     lab: dict[str, str],
     hosts: dict,
@@ -59,7 +50,7 @@ def test_an_ollama_host_that_is_off_fails_clearly_and_the_rest_deploys(
         output = run.stdout + run.stderr
         assert run.returncode != 0, output[-3000:]
         assert f"fatal: [{ASLEEP}]: UNREACHABLE!" in output, output[-3000:]
-        counts = recap(run.stdout)
+        counts = play_recap(run.stdout)
         assert counts[ASLEEP]["unreachable"] >= 1, counts
         for name in ("llmlab-gateway", "llmlab-ollama", "llmlab-monitoring"):
             assert counts[name]["failed"] == 0, (name, counts)

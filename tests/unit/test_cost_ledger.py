@@ -411,6 +411,20 @@ def test_a_segment_another_process_is_writing_is_left_alone(tmp_path: Path) -> N
     assert other.earlier_rows() == []
 
 
+def test_every_process_counts_the_rows_of_the_whole_spool(tmp_path: Path) -> None:
+    first, second = cl.Spool(tmp_path), cl.Spool(tmp_path)  # two worker processes
+    for _ in range(3):
+        first.append(cl.new_row(status="success"))
+    second.append(cl.new_row(status="success"))
+    assert first.pending_rows() == second.pending_rows() == 4
+    first.rotate()
+    (closed,) = [p for p in second.segments() if p != second.current()]
+    with second.claim(closed) as rows:  # the second process moves the first's rows
+        assert rows is not None and len(rows) == 3
+        closed.unlink()
+    assert first.pending_rows() == second.pending_rows() == 1
+
+
 def test_rows_are_fsynced_in_the_background_not_per_request(tmp_path: Path) -> None:
     spool = cl.Spool(tmp_path)
     synced: list[int] = []
@@ -661,6 +675,34 @@ def test_spend_is_seeded_from_postgres_without_counting_a_row_twice(
     refusal = restarted.budgets.check("30.3", restarted.spend)
     assert refusal is not None and refusal.spend == pytest.approx(1.75)
     assert db.query("SELECT count(*) FROM gateway_ledger")[0][0] == 3
+
+
+def test_worker_processes_enforce_one_budget_through_postgres(db: Postgres, tmp_path: Path) -> None:
+    """What one worker spent counts in another's check once it is in Postgres;
+    a budget set through one worker holds in the other at once."""
+    first = make_ledger(tmp_path, dsn=db.dsn)
+    second = make_ledger(tmp_path, dsn=db.dsn)
+    for ledger in (first, second):
+        ledger.flush_once()  # both up and seeded, before anything is spent
+    run(first.async_log_success_event(success_kwargs(task="40.1", cost=0.3), None, None, None))
+    assert run(second.check("40.2")) is None  # no budget yet
+    first.set_budget("40", 0.35)
+    run(second.async_log_success_event(success_kwargs(task="40.2", cost=0.1), None, None, None))
+    assert run(second.check("40")) is None  # first's 0.3 is still in first's spool
+    first.flush_once()
+    refusal = run(second.check("40.3"))
+    assert refusal is not None
+    assert (refusal.task, refusal.spend, refusal.budget) == ("40", pytest.approx(0.4), 0.35)
+    second.flush_once()
+    assert run(first.check("40")) == refusal._replace(requested_for="40")
+    assert (
+        first.spend_by_task()
+        == second.spend_by_task()
+        == {
+            "40.1": pytest.approx(0.3),
+            "40.2": pytest.approx(0.1),
+        }
+    )
 
 
 def test_run_time_budgets_live_in_postgres_and_win_over_the_environment(

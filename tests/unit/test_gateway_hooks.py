@@ -140,3 +140,49 @@ def test_app_key_is_held_to_its_aliases_routes_and_rate() -> None:
     limited = refused("/v1/chat/completions", HA_KEY, body)
     assert limited.code == "429"
     assert 1 <= int(limited.headers["retry-after"]) <= 60
+
+
+def _admit_many(directory: str, count: int, now: float, results: Any) -> None:
+    window = hooks.FileWindow(Path(directory) / "app")
+    results.put(sum(window.admit(now, 6) is None for _ in range(count)))
+
+
+def test_worker_processes_share_one_rate_window(tmp_path: Path) -> None:
+    """Four processes asking for 5 slots each at once get 6 in all, not 6 each."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    now = 1000.0
+    workers = [
+        context.Process(target=_admit_many, args=(str(tmp_path), 5, now, results)) for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert sum(results.get(timeout=5) for _ in workers) == 6
+    window = hooks.FileWindow(tmp_path / "app")
+    assert window.admit(now + 1, 6) == now  # full: the oldest start is reported
+    assert window.admit(now + 60, 6) is None  # a minute later the slots are free
+
+
+def test_app_keys_share_the_window_through_the_state_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATEWAY_STATE_DIR", str(tmp_path))
+    first = hooks.App("home-assistant", HA_KEY, frozenset(), 2)
+    second = hooks.App("home-assistant", HA_KEY, frozenset(), 2)  # as another worker has it
+    assert isinstance(first.window, hooks.FileWindow)
+    assert first.retry_after(500.0) == 0
+    assert second.retry_after(501.0) == 0
+    assert 1 <= second.retry_after(502.0) <= 60
+    assert 1 <= first.retry_after(503.0) <= 60
+
+
+def test_without_a_state_folder_each_process_counts_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_STATE_DIR", raising=False)
+    app = hooks.App("home-assistant", HA_KEY, frozenset(), 1)
+    assert isinstance(app.window, hooks.MemoryWindow)
+    assert app.retry_after(10.0) == 0
+    assert app.retry_after(11.0) == 59

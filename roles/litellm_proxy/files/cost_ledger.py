@@ -32,11 +32,17 @@ Budgets: ``GATEWAY_TASK_BUDGETS`` (JSON, ``{"12": 0.5, "*": 5.0}``, from the
 role) and the ``gateway_task_budgets`` table (set at run time through the HTTP
 API below; a table entry wins over the environment for the same task). A
 request tagged with a task whose recorded spend has reached its budget is
-refused with HTTP 402 before any upstream sees it. Spend is kept in memory,
-seeded from Postgres once at start, so the check costs no database round trip.
-While Postgres has not answered since the proxy started, the check knows only
-the spend recorded since then (plus rows still in the spool): it fails open
-rather than refusing everything.
+refused with HTTP 402 before any upstream sees it.
+
+Several worker processes (and, later, several gateway hosts) each run their own
+ledger on one spool folder and one database, so Postgres is where they agree:
+the check for a tagged request reads the task's budgets and spend there (one
+small query, off the event loop), plus what this process recorded that is not
+there yet. What another process recorded in the last second or so, before its
+next flush, is not seen: a budget can be overrun by that much. Untagged requests
+never wait for the database. While Postgres is away the check uses what this
+process knows (spend reloaded from Postgres every 30 s, plus its own rows since):
+it fails open rather than refusing everything.
 
 HTTP API (added to the proxy's own app; proxy-admin key, i.e. the master key):
 
@@ -58,6 +64,7 @@ untagged), ``gateway_ledger_pending_rows``, ``gateway_ledger_database_up``.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import fcntl
@@ -439,6 +446,34 @@ class Spend:
         with self._lock:
             self._base = dict(base)
 
+    def live(self) -> dict[str, float]:
+        """What this process recorded that is not known to be in Postgres yet."""
+        with self._lock:
+            return dict(self._live)
+
+    def settle(self, moved: Mapping[str, float], base: Mapping[str, float] | None) -> None:
+        """`moved` (a `live()` taken before a flush) is in Postgres now: it leaves the
+        live part, and joins the base unless a fresh `base` from Postgres replaces it."""
+        with self._lock:
+            for task, cost in moved.items():
+                left = self._live.get(task, 0.0) - cost
+                if abs(left) < 1e-12:
+                    self._live.pop(task, None)
+                else:
+                    self._live[task] = left
+            if base is not None:
+                self._base = dict(base)
+            else:
+                for task, cost in moved.items():
+                    self._base[task] = self._base.get(task, 0.0) + cost
+
+    def with_base(self, base: Mapping[str, float]) -> Spend:
+        """A copy with another base (spend read from Postgres) and this live part."""
+        copy = Spend()
+        copy._base = dict(base)
+        copy._live = self.live()
+        return copy
+
     def by_task(self) -> dict[str, float]:
         with self._lock:
             keys = set(self._base) | set(self._live)
@@ -510,7 +545,9 @@ class Spool:
     Every append is flushed to the kernel (a killed process loses nothing); the
     worker fsyncs about once a second (a host crash loses at most that). A closed
     segment is one nobody holds a lock on: this process's earlier ones, or ones
-    left by a process that is gone."""
+    left by a process that is gone, or closed by another worker process of the
+    proxy (any of them may move it). The rows waiting are counted from the folder
+    itself, so every process reports the same number."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -519,7 +556,9 @@ class Spool:
         self._path: Path | None = None
         self._dirty = False
         self._instance = uuid.uuid4().hex[:8]
-        self._pending = 0  # rows in the spool, kept here so that asking costs no file reads
+        # Lines counted per segment so far, and the byte offset counted up to:
+        # asking again reads only what was appended since.
+        self._counted: dict[Path, tuple[int, int]] = {}
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -536,7 +575,6 @@ class Spool:
             self._file.write(line)
             self._file.flush()
             self._dirty = True
-            self._pending += 1
 
     def sync(self) -> None:
         with self._lock:
@@ -597,13 +635,21 @@ class Spool:
                 yield row
 
     def pending_rows(self) -> int:
+        """Rows in every segment of the folder, whichever process wrote them."""
         with self._lock:
-            return self._pending
-
-    def moved(self, rows: int) -> None:
-        """`rows` left the spool for the database."""
-        with self._lock:
-            self._pending = max(self._pending - rows, 0)
+            total = 0
+            seen: dict[Path, tuple[int, int]] = {}
+            for path in self.segments():
+                offset, lines = self._counted.get(path, (0, 0))
+                with contextlib.suppress(OSError), path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+                    complete = chunk.rfind(b"\n") + 1  # a line being written counts when done
+                    offset, lines = offset + complete, lines + chunk.count(b"\n", 0, complete)
+                seen[path] = (offset, lines)
+                total += lines
+            self._counted = seen
+            return total
 
     def earlier_rows(self) -> list[dict[str, Any]]:
         """Rows in segments that this instance did not write (left by an earlier process)."""
@@ -614,11 +660,6 @@ class Spool:
             with contextlib.suppress(OSError), path.open("r", encoding="utf-8") as handle:
                 rows += self._parse(path, handle)
         return rows
-
-    def adopt(self, rows: int) -> None:
-        """Count `rows` an earlier process left in the spool as waiting."""
-        with self._lock:
-            self._pending += rows
 
 
 # ------------------------------------------------------------------------ database
@@ -683,6 +724,19 @@ class Store:
                 "SELECT task, coalesce(sum(cost_usd), 0) FROM gateway_ledger "
                 "WHERE task IS NOT NULL AND NOT (id = ANY(%s)) GROUP BY task",
                 (list(excluding),),
+            )
+            result = {str(task): float(total) for task, total in cur.fetchall()}
+        conn.commit()
+        return result
+
+    @staticmethod
+    def spend_of_root(conn: Any, root: str) -> dict[str, float]:
+        """Spend of a task and its subtasks, by task."""
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT task, coalesce(sum(cost_usd), 0) FROM gateway_ledger "
+                "WHERE split_part(task, '.', 1) = %s GROUP BY task",
+                (root,),
             )
             result = {str(task): float(total) for task, total in cur.fetchall()}
         conn.commit()
@@ -798,16 +852,19 @@ class Metrics:
             "gateway_ledger_pending_rows",
             "Ledger rows waiting in the spool for Postgres",
             [],
+            # Every worker process counts the whole spool folder.
+            multiprocess_mode="livemax",
         )
         self.database_up = self._get(
             prometheus_client.Gauge,
             "gateway_ledger_database_up",
             "1 when the cost ledger's last write to Postgres worked",
             [],
+            multiprocess_mode="livemin",  # 0 when any worker process cannot write
         )
 
     @staticmethod
-    def _get(kind: Any, name: str, help_text: str, labels: list[str]) -> Any:
+    def _get(kind: Any, name: str, help_text: str, labels: list[str], **options: Any) -> Any:
         from prometheus_client import REGISTRY
 
         # The module may be executed twice in one process (LiteLLM loads callback
@@ -815,7 +872,7 @@ class Metrics:
         existing = getattr(REGISTRY, "_names_to_collectors", {}).get(name)
         if existing is not None:
             return existing
-        return kind(name, help_text, labels)
+        return kind(name, help_text, labels, **options)
 
     def observe(self, row: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -901,7 +958,6 @@ class CostLedger(CustomLogger):
         self.metrics = Metrics()
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._counted_ids: set[str] = set()
         self.seeded = False
         self.database_up = False
         self.last_error: str | None = None
@@ -910,6 +966,9 @@ class CostLedger(CustomLogger):
         self._wake = threading.Event()
         self._conn: Any = None
         self._next_budget_refresh = 0.0
+        # The budget check's own connection, used from one thread at a time.
+        self._check_lock = threading.Lock()
+        self._check_conn: Any = None
 
     # --- the hooks LiteLLM calls ----------------------------------------------------
 
@@ -918,7 +977,7 @@ class CostLedger(CustomLogger):
     ) -> dict:
         try:
             task = task_from_tags(_tags_of(data))
-            refusal = self.budgets.check(task, self.spend) if task else None
+            refusal = await self.check(task) if task else None
             if refusal is None:
                 return data
             metadata = data.get("metadata") or data.get("litellm_metadata") or {}
@@ -1015,8 +1074,6 @@ class CostLedger(CustomLogger):
                 LOG.error("cost ledger: could not write the spool (%s); row lost: %s", error, row)
             if row.get("task"):
                 self.spend.add(row["task"], _float(row.get("cost_usd")))
-            if not self.seeded:
-                self._counted_ids.add(row["id"])
         self.metrics.observe(row)
         self._wake.set()
 
@@ -1088,13 +1145,10 @@ class CostLedger(CustomLogger):
         except OSError as error:
             LOG.error("cost ledger: cannot read the spool %s: %s", self.spool.directory, error)
             return
-        self.spool.adopt(len(rows))
         with self._lock:
             for row in rows:
                 if row.get("task"):
                     self.spend.add(row["task"], _float(row.get("cost_usd")))
-                if not self.seeded:
-                    self._counted_ids.add(row["id"])
         if rows:
             LOG.info("cost ledger: %s spooled rows from before this start", len(rows))
 
@@ -1112,22 +1166,17 @@ class CostLedger(CustomLogger):
         self._conn = None
 
     def flush_once(self) -> int:
-        """Seed, refresh budgets, move every closed segment to Postgres. Raises on DB errors."""
+        """Move every closed segment to Postgres, then settle the spend in memory
+        (reloaded from Postgres at the first flush and every 30 s, which brings
+        in what other processes recorded). Raises on database errors."""
         assert self.store is not None
         conn = self._connection()
-        if not self.seeded:
-            with self._lock:
-                exclude = set(self._counted_ids)
-            base = self.store.spend_by_task(conn, exclude)
-            with self._lock:
-                self.spend.set_base(base)
-                self.seeded = True
-                self._counted_ids.clear()
-            LOG.info("cost ledger: spend seeded from Postgres for %s tasks", len(base))
-        if time.monotonic() >= self._next_budget_refresh:
+        refresh = not self.seeded or time.monotonic() >= self._next_budget_refresh
+        if refresh:
             self.budgets.set_runtime(self.store.budgets(conn))
-            self._next_budget_refresh = time.monotonic() + BUDGET_REFRESH_SECONDS
-        self.spool.rotate()
+        with self._lock:
+            self.spool.rotate()
+            counted = self.spend.live()  # all of it is in a closed segment now
         moved = 0
         for path in self.spool.segments():
             with self.spool.claim(path) as rows:
@@ -1136,10 +1185,47 @@ class CostLedger(CustomLogger):
                 if rows:
                     self.store.insert(conn, rows)
                 path.unlink(missing_ok=True)
-                self.spool.moved(len(rows))
                 moved += len(rows)
+        base = self.store.spend_by_task(conn, ()) if refresh else None
+        self.spend.settle(counted, base)
+        if refresh:
+            self._next_budget_refresh = time.monotonic() + BUDGET_REFRESH_SECONDS
+            if not self.seeded:
+                LOG.info("cost ledger: spend seeded from Postgres for %s tasks", len(base or {}))
+            self.seeded = True
         self.database_up, self.last_error = True, None
         return moved
+
+    # --- the budget check ---------------------------------------------------------
+
+    async def check(self, task: str) -> Refusal | None:
+        """The budget `task` has reached, if any: from Postgres while it answers."""
+        if self.store is None or not self.database_up:
+            return self.budgets.check(task, self.spend)
+        try:
+            return await asyncio.to_thread(self._check_with_database, task)
+        except Exception as error:
+            LOG.warning("cost ledger: budget check without Postgres (%s)", error)
+            with self._check_lock:
+                self._close_check_connection()
+            return self.budgets.check(task, self.spend)
+
+    def _check_with_database(self, task: str) -> Refusal | None:
+        assert self.store is not None
+        with self._check_lock:
+            if self._check_conn is None or getattr(self._check_conn, "closed", False):
+                self._check_conn = self.store.connect()
+            runtime = self.store.budgets(self._check_conn)
+            stored = self.store.spend_of_root(self._check_conn, task_root(task))
+        self.budgets.set_runtime(runtime)
+        # Plus the rows of this process that are still in its spool.
+        return self.budgets.check(task, self.spend.with_base(stored))
+
+    def _close_check_connection(self) -> None:
+        if self._check_conn is not None:
+            with contextlib.suppress(Exception):
+                self._check_conn.close()
+        self._check_conn = None
 
     # --- what the HTTP API serves ---------------------------------------------------
 
@@ -1152,9 +1238,22 @@ class CostLedger(CustomLogger):
             "pending_rows": self.spool.pending_rows(),
             "spool": str(self.spool.directory),
             "seeded": self.seeded,
-            "spend_by_task": self.spend.by_task(),
+            "spend_by_task": self.spend_by_task(),
             "budgets": self.budgets.effective(),
         }
+
+    def spend_by_task(self) -> dict[str, float]:
+        """Spend of every task: Postgres's (all processes) plus this process's rows
+        still in its spool; while Postgres is away, what this process knows."""
+        store = self.store
+        if store is not None and self.database_up:
+            try:
+                stored = self.query(lambda conn: store.spend_by_task(conn, ()))
+            except Exception as error:
+                LOG.warning("cost ledger: spend from memory, Postgres did not answer (%s)", error)
+            else:
+                return self.spend.with_base(stored).by_task()
+        return self.spend.by_task()
 
     def query(self, what: Callable[[Any], Any]) -> Any:
         """Run a read or a budget change on a short-lived connection of its own."""
@@ -1245,7 +1344,7 @@ def install_routes(app: Any, auth_dependency: Any, ledger_getter: Callable[[], C
             "from_env": ledger.budgets.from_env,
             "runtime": ledger.budgets.runtime(),
             "effective": ledger.budgets.effective(),
-            "spend_by_task": ledger.spend.by_task(),
+            "spend_by_task": ledger.spend_by_task(),
         }
 
     @router.put("/budgets/{task}", dependencies=[Depends(admin)])

@@ -8,7 +8,9 @@ host); each application key may use the model API with the aliases it was
 given (403 otherwise) up to its requests per minute (429 with Retry-After
 otherwise); anything else is refused with 401. Keys come from the environment
 (the stack's env file, mode 0600), never from the config file. Rate limits are
-counted per proxy worker process.
+counted per gateway host: with GATEWAY_STATE_DIR set (a tmpfs the role mounts)
+the proxy's worker processes share one window per application there, under a
+file lock; without it each process counts on its own.
 
 cooldown_hook: cools a deployment down when an attempt on it fails because its
 host could not be reached. LiteLLM 1.106 skips cooldown for every
@@ -25,13 +27,18 @@ again (tests/integration/test_routing.py measures both).
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import hashlib
 import hmac
 import json
 import logging
 import math
 import os
+import struct
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -73,6 +80,63 @@ APP_ROUTES = frozenset(
 LISTING_ROUTES = frozenset({"/models", "/v1/models"})
 
 
+class MemoryWindow:
+    """Start times of the last minute's requests, in this process only."""
+
+    def __init__(self) -> None:
+        self.calls: deque[float] = deque()
+
+    def admit(self, now: float, limit: int) -> float | None:
+        """Record a request at `now` and return None, or return the oldest start
+        time in the window when `limit` requests already started in it."""
+        while self.calls and now - self.calls[0] >= 60:
+            self.calls.popleft()
+        if len(self.calls) < limit:
+            self.calls.append(now)
+            return None
+        return self.calls[0]
+
+
+class FileWindow:
+    """The same window in a file that every worker process of the proxy shares.
+
+    The file holds the start times (CLOCK_MONOTONIC, which all processes of a
+    host share) as packed doubles; each request reads, trims and appends under
+    an exclusive flock, so two workers never admit the same slot."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def admit(self, now: float, limit: int) -> float | None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+            usable = len(data) - len(data) % 8
+            calls = [t for t in struct.unpack(f"{usable // 8}d", data[:usable]) if now - t < 60]
+            if len(calls) >= limit:
+                return min(calls)
+            calls.append(now)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, struct.pack(f"{len(calls)}d", *calls), 0)
+            return None
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _window(name: str) -> MemoryWindow | FileWindow:
+    directory = os.environ.get("GATEWAY_STATE_DIR", "")
+    if not directory:
+        return MemoryWindow()
+    path = Path(directory) / "rate"
+    with contextlib.suppress(OSError):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.is_dir():
+        LOG.error("GATEWAY_STATE_DIR %s is not usable: rate limits are per process", directory)
+        return MemoryWindow()
+    return FileWindow(path / hashlib.sha256(name.encode()).hexdigest()[:32])
+
+
 class App:
     """One application: its key, the aliases it may use, its requests per minute.
 
@@ -84,18 +148,21 @@ class App:
         self.key = key
         self.models = models
         self.rpm = rpm
-        self.calls: deque[float] = deque()
+        self.window = _window(name)
 
     def retry_after(self, now: float) -> int:
-        """0 if a request may go now, else whole seconds until one may."""
+        """0 if a request may go now (and it is counted), else whole seconds until one may."""
         if self.rpm <= 0:
             return 0
-        while self.calls and now - self.calls[0] >= 60:
-            self.calls.popleft()
-        if len(self.calls) < self.rpm:
-            self.calls.append(now)
+        try:
+            oldest = self.window.admit(now, self.rpm)
+        except OSError as error:  # a broken state folder must not refuse everybody
+            LOG.error("rate window of %s unusable (%s): counting in this process", self.name, error)
+            self.window = MemoryWindow()
+            oldest = self.window.admit(now, self.rpm)
+        if oldest is None:
             return 0
-        return max(1, math.ceil(60 - (now - self.calls[0])))
+        return max(1, math.ceil(60 - (now - oldest)))
 
 
 _APPS: dict[str, App] | None = None

@@ -718,12 +718,11 @@ class Store:
         conn.commit()
 
     @staticmethod
-    def spend_by_task(conn: Any, excluding: Iterable[str]) -> dict[str, float]:
+    def spend_by_task(conn: Any) -> dict[str, float]:
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT task, coalesce(sum(cost_usd), 0) FROM gateway_ledger "
-                "WHERE task IS NOT NULL AND NOT (id = ANY(%s)) GROUP BY task",
-                (list(excluding),),
+                "WHERE task IS NOT NULL GROUP BY task"
             )
             result = {str(task): float(total) for task, total in cur.fetchall()}
         conn.commit()
@@ -1186,7 +1185,7 @@ class CostLedger(CustomLogger):
                     self.store.insert(conn, rows)
                 path.unlink(missing_ok=True)
                 moved += len(rows)
-        base = self.store.spend_by_task(conn, ()) if refresh else None
+        base = self.store.spend_by_task(conn) if refresh else None
         self.spend.settle(counted, base)
         if refresh:
             self._next_budget_refresh = time.monotonic() + BUDGET_REFRESH_SECONDS
@@ -1248,7 +1247,7 @@ class CostLedger(CustomLogger):
         store = self.store
         if store is not None and self.database_up:
             try:
-                stored = self.query(lambda conn: store.spend_by_task(conn, ()))
+                stored = self.query(lambda conn: store.spend_by_task(conn))
             except Exception as error:
                 LOG.warning("cost ledger: spend from memory, Postgres did not answer (%s)", error)
             else:

@@ -718,24 +718,14 @@ class Store:
         conn.commit()
 
     @staticmethod
-    def spend_by_task(conn: Any) -> dict[str, float]:
+    def spend_by_task(conn: Any, root: str | None = None) -> dict[str, float]:
+        """Spend by task: of every task, or of one task and its subtasks."""
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT task, coalesce(sum(cost_usd), 0) FROM gateway_ledger "
-                "WHERE task IS NOT NULL GROUP BY task"
-            )
-            result = {str(task): float(total) for task, total in cur.fetchall()}
-        conn.commit()
-        return result
-
-    @staticmethod
-    def spend_of_root(conn: Any, root: str) -> dict[str, float]:
-        """Spend of a task and its subtasks, by task."""
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT task, coalesce(sum(cost_usd), 0) FROM gateway_ledger "
-                "WHERE split_part(task, '.', 1) = %s GROUP BY task",
-                (root,),
+                "WHERE task IS NOT NULL AND (%s::text IS NULL OR split_part(task, '.', 1) = %s) "
+                "GROUP BY task",
+                (root, root),
             )
             result = {str(task): float(total) for task, total in cur.fetchall()}
         conn.commit()
@@ -934,6 +924,13 @@ def budget_error(refusal: Refusal) -> Exception:
         code=402,
         provider_specific_fields={"gateway_budget": refusal.as_dict()},
     )
+
+
+def _close_quietly(conn: Any) -> None:
+    """Close a database connection that may already be broken."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 class CostLedger(CustomLogger):
@@ -1159,9 +1156,7 @@ class CostLedger(CustomLogger):
         return self._conn
 
     def _close_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
+        _close_quietly(self._conn)
         self._conn = None
 
     def flush_once(self) -> int:
@@ -1215,15 +1210,13 @@ class CostLedger(CustomLogger):
             if self._check_conn is None or getattr(self._check_conn, "closed", False):
                 self._check_conn = self.store.connect()
             runtime = self.store.budgets(self._check_conn)
-            stored = self.store.spend_of_root(self._check_conn, task_root(task))
+            stored = self.store.spend_by_task(self._check_conn, task_root(task))
         self.budgets.set_runtime(runtime)
         # Plus the rows of this process that are still in its spool.
         return self.budgets.check(task, self.spend.with_base(stored))
 
     def _close_check_connection(self) -> None:
-        if self._check_conn is not None:
-            with contextlib.suppress(Exception):
-                self._check_conn.close()
+        _close_quietly(self._check_conn)
         self._check_conn = None
 
     # --- what the HTTP API serves ---------------------------------------------------

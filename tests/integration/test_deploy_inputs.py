@@ -78,9 +78,10 @@ def stack_state(hosts: dict) -> str:
     """What would show a change: the gateway's containers (id and start time) and the
     checksums of the files the role writes."""
     gateway = hosts["gateway"]
+    # The exact start time, not `docker ps`'s "3 minutes ago", which ages during the run.
     containers = gateway.check_output(
-        "docker ps --filter label=com.docker.compose.project=litellm-proxy"
-        " --format '{{.ID}} {{.Names}} {{.RunningFor}}' | sort"
+        "docker inspect --format '{{.Id}} {{.Name}} {{.State.StartedAt}}'"
+        " $(docker ps -q --filter label=com.docker.compose.project=litellm-proxy) | sort"
     )
     sums = gateway.check_output(f"sha256sum {STACK_FILES}")
     assert "litellm-proxy-litellm-1" in containers, containers

@@ -1222,6 +1222,7 @@ class CostLedger(CustomLogger):
     # --- what the HTTP API serves ---------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        standing = self.standing()
         return {
             "database": "disabled"
             if self.store is None
@@ -1230,22 +1231,32 @@ class CostLedger(CustomLogger):
             "pending_rows": self.spool.pending_rows(),
             "spool": str(self.spool.directory),
             "seeded": self.seeded,
-            "spend_by_task": self.spend_by_task(),
-            "budgets": self.budgets.effective(),
+            "spend_by_task": standing["spend_by_task"],
+            "budgets": standing["effective"],
         }
 
-    def spend_by_task(self) -> dict[str, float]:
-        """Spend of every task: Postgres's (all processes) plus this process's rows
-        still in its spool; while Postgres is away, what this process knows."""
+    def standing(self) -> dict[str, Any]:
+        """Budgets and spend of every task as all processes see them: the run-time
+        budgets and the spend in Postgres, plus this process's rows still in its
+        spool. While Postgres is away, what this process knows."""
         store = self.store
+        spend = self.spend
         if store is not None and self.database_up:
             try:
-                stored = self.query(lambda conn: store.spend_by_task(conn))
+                runtime, stored = self.query(
+                    lambda conn: (store.budgets(conn), store.spend_by_task(conn))
+                )
             except Exception as error:
-                LOG.warning("cost ledger: spend from memory, Postgres did not answer (%s)", error)
+                LOG.warning("cost ledger: budgets from memory, Postgres did not answer (%s)", error)
             else:
-                return self.spend.with_base(stored).by_task()
-        return self.spend.by_task()
+                self.budgets.set_runtime(runtime)
+                spend = spend.with_base(stored)
+        return {
+            "from_env": self.budgets.from_env,
+            "runtime": self.budgets.runtime(),
+            "effective": self.budgets.effective(),
+            "spend_by_task": spend.by_task(),
+        }
 
     def query(self, what: Callable[[Any], Any]) -> Any:
         """Run a read or a budget change on a short-lived connection of its own."""
@@ -1331,13 +1342,7 @@ def install_routes(app: Any, auth_dependency: Any, ledger_getter: Callable[[], C
 
     @router.get("/budgets", dependencies=[Depends(admin)])
     def budgets() -> dict[str, Any]:
-        ledger = ledger_getter()
-        return {
-            "from_env": ledger.budgets.from_env,
-            "runtime": ledger.budgets.runtime(),
-            "effective": ledger.budgets.effective(),
-            "spend_by_task": ledger.spend_by_task(),
-        }
+        return ledger_getter().standing()
 
     @router.put("/budgets/{task}", dependencies=[Depends(admin)])
     def put_budget(task: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008

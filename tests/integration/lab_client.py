@@ -126,3 +126,11 @@ def play_recap(output: str) -> dict[str, dict[str, int]]:
         host: {key: int(value) for key, value in (pair.split("=") for pair in counts.split())}
         for host, counts in rows
     }
+
+
+def changed_hosts(output: str) -> dict[str, int]:
+    """The hosts whose PLAY RECAP counts a change (none: the run was idempotent).
+    An output without a recap fails: no recap proves nothing."""
+    recap = play_recap(output)
+    assert recap, f"no PLAY RECAP in:\n{output[-2000:]}"
+    return {host: counts["changed"] for host, counts in recap.items() if counts["changed"]}

@@ -30,7 +30,13 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import Emulator, answered_by, chat, wait_until
+from tests.integration.lab_client import (
+    Emulator,
+    answered_by,
+    changed_hosts,
+    chat,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
@@ -545,7 +551,7 @@ def project(
             playbook, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
         )
         assert result.returncode == 0, result.stdout[-3000:]
-    assert "changed=0" in result.stdout, "the second run of the playbook changed something"
+    assert changed_hosts(result.stdout) == {}, "the second run of the playbook changed something"
     yield root
 
 

@@ -464,6 +464,18 @@ def test_metrics_roll_subtasks_up_into_their_task(tmp_path: Path) -> None:
     assert ok >= 2
 
 
+def test_metrics_create_the_shared_folder_of_the_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is on a tmpfs, empty at each start; the ledger's metrics must not
+    depend on LiteLLM's Prometheus logger having made it first."""
+    pytest.importorskip("prometheus_client")
+    shared = tmp_path / "run" / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    assert cl.Metrics().enabled
+    assert shared.is_dir()
+
+
 # ------------------------------------------------------------------------- HTTP API
 
 

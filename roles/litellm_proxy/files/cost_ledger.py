@@ -818,6 +818,11 @@ class Metrics:
             self.enabled = False
             return
         self.enabled = True
+        # With several workers, prometheus_client writes its values under this
+        # folder (a tmpfs, empty at each start): have it before the first metric.
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if shared:
+            Path(shared).mkdir(parents=True, exist_ok=True)
         self.spend = self._get(
             prometheus_client.Counter,
             "gateway_task_spend_usd",
@@ -1071,7 +1076,9 @@ class CostLedger(CustomLogger):
             if row.get("task"):
                 self.spend.add(row["task"], _float(row.get("cost_usd")))
         self.metrics.observe(row)
-        self._wake.set()
+        # No wake-up here: the worker moves rows every flush_seconds, in batches.
+        # Waking it per row made it rotate per row, and the next request then
+        # created a new segment file on the event loop.
 
     def _api_base_of(self, deployment_id: str) -> str | None:
         """The API base the router has for a deployment (no path or key added per call)."""

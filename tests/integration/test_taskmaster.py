@@ -331,7 +331,11 @@ def test_a_task_over_its_budget_is_refused_before_any_upstream(
         first = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")
         assert first.status_code == 200, first.text  # spend 0 < budget: allowed
         spent = float(first.headers["x-litellm-response-cost"])
-        wait_until(lambda: ledger.status()["spend_by_task"].get(task) == spent, 30, "spend known")
+        # Once the row is in Postgres the spend counts in every worker's check; before
+        # that only in the worker that served it (the others see it after its next
+        # flush, within a second), and the next request may reach another worker.
+        ledger.wait_rows(lambda r: len(r) == 1, "the first request's row", task=task)
+        assert ledger.status()["spend_by_task"].get(task) == spent
         mini_answers.clear()
         ollama_emulator.clear()
         refused = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")

@@ -33,8 +33,11 @@ def test_files_holding_a_secret_are_root_only(
     files = host.run(f"find {paths} -xdev -type f 2>/dev/null").stdout.split()
     assert files, f"nothing found under {paths} on {name}"
     for path in files:
-        content = host.file(path).content_string if host.file(path).size < 2_000_000 else ""
-        leaked = [s for s in lab_secrets if s in content]
+        read = host.run("head -c 2000000 -- %s", path)
+        if read.rc != 0 and not host.file(path).exists:
+            continue  # a spool segment the ledger moved to Postgres since the listing
+        assert read.rc == 0, read.stderr
+        leaked = [s for s in lab_secrets if s.encode() in read.stdout_bytes]
         if not leaked:
             continue
         mode = host.file(path).mode

@@ -12,24 +12,55 @@ balanced = gemini-2.5-flash < claude-haiku-4-5; smart = gpt-4.1 < claude-sonnet-
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.integration.lab_client import Emulator, answered_by, chat, wait_until
 
 CLOUD = ("openai", "anthropic", "gemini")
+LAB_VARS = Path(__file__).resolve().parents[2] / "molecule/default/group_vars/gateway/lab.yml"
+COOLDOWN_S = float(yaml.safe_load(LAB_VARS.read_text())["litellm_proxy_cooldown_time"])
+
+
+class Upstream(Emulator):
+    """The emulator, noting when an upstream that a test made fail was healthy again.
+
+    Each LiteLLM worker keeps its own cooldowns (sharing them needs Redis), and a
+    check through one connection reaches one worker: every worker's cooldowns are
+    over COOLDOWN_S after the last recovery."""
+
+    recovered_at = 0.0  # time.monotonic() of the last recovery, over all instances
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.failing: set[str] = set()
+
+    def set(self, provider: str, mode: str = "ok", **extra: int) -> None:
+        super().set(provider, mode, **extra)
+        if mode != "ok" or extra:
+            self.failing.add(provider)
+        elif provider in self.failing:
+            self.failing.discard(provider)
+            self.recovered()
+
+    @staticmethod
+    def recovered() -> None:
+        Upstream.recovered_at = time.monotonic()
 
 
 @pytest.fixture
-def clouds(emulator_url: str) -> Emulator:
-    return Emulator(emulator_url)
+def clouds(emulator_url: str) -> Upstream:
+    return Upstream(emulator_url)
 
 
 @pytest.fixture
-def ollama(ollama_url: str) -> Emulator:
-    return Emulator(ollama_url)
+def ollama(ollama_url: str) -> Upstream:
+    return Upstream(ollama_url)
 
 
 def _reset(clouds: Emulator, ollama: Emulator) -> None:
@@ -40,10 +71,11 @@ def _reset(clouds: Emulator, ollama: Emulator) -> None:
 
 @pytest.fixture
 def healthy(
-    gateway: requests.Session, gateway_url: str, clouds: Emulator, ollama: Emulator
+    gateway: requests.Session, gateway_url: str, clouds: Upstream, ollama: Upstream
 ) -> Iterator[None]:
     """Every upstream `ok`, and the gateway routing `cheap` to Ollama again (cooldowns over)."""
     _reset(clouds, ollama)
+    time.sleep(max(0.0, Upstream.recovered_at + COOLDOWN_S - time.monotonic()))
     wait_until(
         lambda: answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b",
         90,
@@ -143,6 +175,7 @@ def test_a_dead_ollama_host_leaves_the_rotation_and_returns_when_started(
         assert statuses == [200] * 20
     finally:
         ollama_host.run_expect([0], "systemctl start ollama")
+        Upstream.recovered()  # not through the emulator's control API
     wait_until(
         lambda: answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b",
         90,

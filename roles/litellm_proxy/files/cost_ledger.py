@@ -1216,11 +1216,15 @@ class CostLedger(CustomLogger):
         with self._check_lock:
             if self._check_conn is None or getattr(self._check_conn, "closed", False):
                 self._check_conn = self.store.connect()
-            runtime = self.store.budgets(self._check_conn)
-            stored = self.store.spend_by_task(self._check_conn, task_root(task))
-        self.budgets.set_runtime(runtime)
-        # Plus the rows of this process that are still in its spool.
-        return self.budgets.check(task, self.spend.with_base(stored))
+            spend = self._read_database(self._check_conn, task_root(task))
+        return self.budgets.check(task, spend)
+
+    def _read_database(self, conn: Any, root: str | None = None) -> Spend:
+        """Take the run-time budgets from Postgres, and return the spend there (of
+        one task, or of all) plus this process's rows still in its spool."""
+        assert self.store is not None
+        self.budgets.set_runtime(self.store.budgets(conn))
+        return self.spend.with_base(self.store.spend_by_task(conn, root))
 
     def _close_check_connection(self) -> None:
         _close_quietly(self._check_conn)
@@ -1246,18 +1250,12 @@ class CostLedger(CustomLogger):
         """Budgets and spend of every task as all processes see them: the run-time
         budgets and the spend in Postgres, plus this process's rows still in its
         spool. While Postgres is away, what this process knows."""
-        store = self.store
         spend = self.spend
-        if store is not None and self.database_up:
+        if self.store is not None and self.database_up:
             try:
-                runtime, stored = self.query(
-                    lambda conn: (store.budgets(conn), store.spend_by_task(conn))
-                )
+                spend = self.query(self._read_database)
             except Exception as error:
                 LOG.warning("cost ledger: budgets from memory, Postgres did not answer (%s)", error)
-            else:
-                self.budgets.set_runtime(runtime)
-                spend = spend.with_base(stored)
         return {
             "from_env": self.budgets.from_env,
             "runtime": self.budgets.runtime(),

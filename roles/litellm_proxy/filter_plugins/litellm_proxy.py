@@ -20,6 +20,7 @@ Routing choices, and the LiteLLM traps they avoid:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -75,15 +76,38 @@ def _deployment(
     return {"model_name": public_name, "litellm_params": params, "model_info": info}
 
 
+OLLAMA_MODEL_FIELDS = ("tier", "mode", "context_window")
+
+
+def _ollama_models(servers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each Ollama model once, with the gateway fields its hosts give it: a model on
+    two hosts must be the same model to the gateway (one tier, one mode)."""
+    found: dict[str, dict[str, Any]] = {}
+    first_host: dict[str, str] = {}
+    for host, server in servers.items():
+        for model in server.get("models") or []:
+            name = str(model["name"])
+            fields = {k: model.get(k) for k in OLLAMA_MODEL_FIELDS}
+            fields["mode"] = fields["mode"] or "chat"
+            if name in found and found[name] != fields:
+                raise AnsibleFilterError(
+                    f"Ollama model {name!r} is {found[name]} on {first_host[name]} but {fields} on "
+                    f"{host}: give it the same tier, mode and context_window on every host "
+                    "(ollama_host_models)"
+                )
+            found[name], first_host[name] = fields, str(host)
+    return found
+
+
 def _expand(
     models: Iterable[Mapping[str, Any]],
-    ollama_models: Iterable[Mapping[str, Any]],
-    ollama_endpoints: Iterable[str],
+    ollama_servers: Mapping[str, Mapping[str, Any]],
     providers: Mapping[str, Mapping[str, Any]],
     key_env: Mapping[str, str],
     enabled: Iterable[str],
 ) -> list[dict[str, Any]]:
-    """One entry per real deployment: cloud models once, Ollama models once per host."""
+    """One entry per real deployment: cloud models once, an Ollama model once per
+    host that serves it."""
     enabled_set = set(enabled)
     entries: list[dict[str, Any]] = []
     for model in models:
@@ -91,8 +115,8 @@ def _expand(
         if provider not in KNOWN_PROVIDERS or provider == "ollama":
             raise AnsibleFilterError(
                 f"model {model.get('name')!r}: unknown cloud provider {provider!r}; "
-                f"use one of openai, anthropic, gemini (Ollama models go in "
-                f"litellm_proxy_ollama_models)"
+                f"use one of openai, anthropic, gemini (Ollama models are the ones each "
+                f"Ollama host serves: ollama_host_models)"
             )
         if provider not in enabled_set:
             continue
@@ -100,17 +124,17 @@ def _expand(
         entries.append(
             {**model, "_api_base": api_base, "_key_env": key_env.get(provider), "_host": None}
         )
-    endpoints = list(ollama_endpoints)
-    for model in ollama_models:
-        for endpoint in endpoints:
+    for host, server in ollama_servers.items():
+        url = str(server["url"]).rstrip("/")
+        for model in server.get("models") or []:
             entries.append(
                 {
-                    **model,
+                    **{k: model[k] for k in ("name", *OLLAMA_MODEL_FIELDS) if model.get(k)},
                     "provider": "ollama",
-                    "model": model.get("model", model["name"]),
-                    "_api_base": endpoint,
+                    "model": model["name"],
+                    "_api_base": url,
                     "_key_env": None,
-                    "_host": endpoint,
+                    "_host": host,
                 }
             )
     return entries
@@ -118,19 +142,20 @@ def _expand(
 
 def litellm_proxy_config(
     models: list[Mapping[str, Any]],
-    ollama_models: list[Mapping[str, Any]],
-    ollama_endpoints: list[str],
+    ollama_servers: Mapping[str, Mapping[str, Any]],
     providers: Mapping[str, Mapping[str, Any]],
     key_env: Mapping[str, str],
     enabled_providers: list[str],
     tiers: list[str],
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Build LiteLLM's config: every model under its own name and under its tier alias."""
-    entries = _expand(
-        models, ollama_models, ollama_endpoints, providers, key_env, enabled_providers
-    )
-    names = [m["name"] for m in [*models, *ollama_models]]
+    """Build LiteLLM's config: every model under its own name and under its tier alias.
+
+    ``ollama_servers`` is what the Ollama hosts published, by host: the URL of its
+    API and the models it serves; a model is routed only to the hosts that have it."""
+    ollama_models = _ollama_models(ollama_servers)
+    entries = _expand(models, ollama_servers, providers, key_env, enabled_providers)
+    names = [m["name"] for m in models] + list(ollama_models)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise AnsibleFilterError(f"model names must be unique; repeated: {', '.join(duplicates)}")
@@ -216,35 +241,39 @@ def _auto_router(auto: Mapping[str, Any], tiers: list[str], available: set[str])
     }
 
 
-def litellm_proxy_ollama_url(host_vars: Mapping[str, Any], port: int) -> str:
-    """Base URL of one Ollama host: its own ``ollama_host_url`` if it published one,
-    else its default IPv4 address (facts), else its inventory address, and ``port``."""
-    if host_vars.get("ollama_host_url"):
-        return str(host_vars["ollama_host_url"]).rstrip("/")
-    facts = host_vars.get("ansible_facts", {}) or {}
-    address = (facts.get("default_ipv4") or {}).get("address") or host_vars.get(
-        "ansible_host", host_vars.get("inventory_hostname")
-    )
-    return f"http://{address}:{int(port)}"
+IMAGE_REFERENCE = re.compile(
+    r"^(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+# Tags that another push moves to a different image.
+MOVING_TAGS = re.compile(
+    r"^(latest|stable|lts|main|main-latest|main-stable|.*-latest|.*-nightly|.*-dev)$"
+)
+# LiteLLM's tag scheme up to 1.83 (main-v1.x.y, v1.x.y-stable), which it no
+# longer publishes: such a tag of a later release is "manifest unknown".
+LEGACY_TAGS = re.compile(r"^(main-v.*|.*-stable(\.patch\.\d+)?)$")
 
 
-WELL_KNOWN_KEYS = ("sk-1234",)
+def litellm_proxy_image_problem(reference: Any) -> str:
+    """What is wrong with an image reference for a deploy, or '' when it is pinned.
 
-
-def litellm_proxy_secret_problem(value: Any, prefix: str = "", min_length: int = 0) -> str:
-    """What is wrong with a secret, in words that never contain it; '' when it is fine."""
-    if value is None or not isinstance(value, str) or not value:
-        return "is empty or missing"
-    if "CHANGE-ME" in value:
-        return "is still the example value"
-    if value.startswith(WELL_KNOWN_KEYS):
-        return "is a well-known example key"
-    if prefix and not value.startswith(prefix):
-        return f'does not start with "{prefix}"'
-    if len(value) < min_length:
-        return f"is shorter than {min_length} characters"
-    if len(set(value.removeprefix(prefix))) < 8:
-        return "has fewer than 8 different characters"
+    Pinned means an exact tag (a release, `v1.108.7`, or a build's own name) or a
+    digest (`@sha256:<64 hex>`), and no tag that moves: LiteLLM's `main-latest`,
+    `main-stable`, `latest` and `lts` point at a new image with every release."""
+    text = str(reference or "").strip()
+    match = IMAGE_REFERENCE.match(text)
+    if not match:
+        return "is not an image reference (name[:tag][@sha256:digest])"
+    tag, digest = match.group("tag"), match.group("digest")
+    if not tag and not digest:
+        return "has neither a tag nor a digest, which means latest"
+    if tag and MOVING_TAGS.match(tag) and not digest:
+        return f"uses the moving tag {tag!r}; name a release (v1.108.7) or a digest"
+    if tag and LEGACY_TAGS.match(tag):
+        return (
+            f"uses the tag {tag!r} of LiteLLM's scheme up to 1.83, which later releases are not "
+            "published under; name the release as v<version> (v1.108.7)"
+        )
     return ""
 
 
@@ -279,7 +308,6 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "litellm_proxy_config": litellm_proxy_config,
-            "litellm_proxy_ollama_url": litellm_proxy_ollama_url,
             "litellm_proxy_app_table": litellm_proxy_app_table,
-            "litellm_proxy_secret_problem": litellm_proxy_secret_problem,
+            "litellm_proxy_image_problem": litellm_proxy_image_problem,
         }

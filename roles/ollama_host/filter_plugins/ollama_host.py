@@ -19,6 +19,7 @@ from ansible.errors import AnsibleFilterError
 
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODEL_STATES = ("present", "absent")
+MODEL_MODES = ("chat", "embedding")
 
 
 def ollama_host_model_name(name: str) -> str:
@@ -64,34 +65,27 @@ def ollama_host_model_plan(
     }
 
 
-def ollama_host_ip_version(value: Any) -> int:
-    """4 or 6 for an IP address literal, 0 for anything else."""
-    try:
-        return ipaddress.ip_address(str(value).strip()).version
-    except ValueError:
-        return 0
-
-
-def ollama_host_url_host(address: str) -> str:
-    """The address as it goes in a URL or ``host:port``: IPv6 in brackets."""
-    text = str(address).strip()
-    return f"[{text}]" if ollama_host_ip_version(text) == 6 else text
-
-
-def ollama_host_peer_address(host_vars: Mapping[str, Any]) -> str:
-    """An inventory host's IPv4 address: from its facts, else an IP in ``ansible_host``.
-
-    Empty when neither is known (facts not gathered and ``ansible_host`` a name):
-    the preflight turns that into an error that says what to do.
-    """
-    facts = host_vars.get("ansible_facts") or {}
-    address = (facts.get("default_ipv4") or {}).get("address")
-    if address and ollama_host_ip_version(address):
-        return str(address)
-    fallback = host_vars.get("ansible_host")
-    if fallback and ollama_host_ip_version(fallback):
-        return str(fallback).strip()
-    return ""
+def ollama_host_served_models(models: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The present models of ``ollama_host_models``, as the gateways route them:
+    Ollama's short name, and the gateway's fields (tier, mode, context_window)."""
+    ollama_host_model_plan(models, [])  # the same checks as the pulls
+    served: list[dict[str, Any]] = []
+    for entry in models:
+        if str(entry.get("state") or "present") != "present":
+            continue
+        mode = str(entry.get("mode") or "chat")
+        if mode not in MODEL_MODES:
+            raise AnsibleFilterError(
+                f"ollama_host_models: {entry['name']!r} has mode {mode!r}; "
+                f"use one of {', '.join(MODEL_MODES)}"
+            )
+        model: dict[str, Any] = {"name": str(entry["name"]).strip(), "mode": mode}
+        if entry.get("tier"):
+            model["tier"] = str(entry["tier"])
+        if entry.get("context_window"):
+            model["context_window"] = int(entry["context_window"])
+        served.append(model)
+    return served
 
 
 def ollama_host_group_members(
@@ -176,9 +170,7 @@ class FilterModule:
         return {
             "ollama_host_model_name": ollama_host_model_name,
             "ollama_host_model_plan": ollama_host_model_plan,
-            "ollama_host_ip_version": ollama_host_ip_version,
-            "ollama_host_url_host": ollama_host_url_host,
-            "ollama_host_peer_address": ollama_host_peer_address,
+            "ollama_host_served_models": ollama_host_served_models,
             "ollama_host_group_members": ollama_host_group_members,
             "ollama_host_client_networks": ollama_host_client_networks,
             "ollama_host_environment_assignments": ollama_host_environment_assignments,

@@ -1,0 +1,152 @@
+"""Who may use the gateway: LiteLLM's ``general_settings.custom_auth``.
+
+``user_api_key_auth`` decides without LiteLLM's database (which needs Prisma
+engines fetched at run time). The master key may do anything; the metrics key
+may only read `/metrics` (Prometheus scrapes with it, so the master key never
+sits on the monitoring host); each application key may use the model API with
+the aliases it was given (403 otherwise) up to its requests per minute (429
+with Retry-After otherwise; the windows are in :mod:`gateway.ratelimit`);
+anything else is refused with 401. Keys come from the environment (the stack's
+env file, mode 0600), never from the config file: LITELLM_MASTER_KEY,
+GATEWAY_METRICS_KEY and GATEWAY_APP_KEYS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import math
+import os
+import time
+
+from fastapi import Request
+from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
+
+from gateway.ratelimit import FileWindow, MemoryWindow, window_for
+
+LOG = logging.getLogger("gateway_hooks")
+
+
+def _presented_key(api_key: str | None) -> str:
+    key = (api_key or "").strip()
+    return key[7:].strip() if key.lower().startswith("bearer ") else key
+
+
+def _same(presented: str, expected: str | None) -> bool:
+    return bool(presented) and bool(expected) and hmac.compare_digest(presented, expected or "")
+
+
+def _refuse(code: int, message: str) -> ProxyException:
+    return ProxyException(message=message, type="auth_error", param="api_key", code=code)
+
+
+# What an application key may call: the model API, nothing administrative.
+APP_ROUTES = frozenset(
+    {
+        "/chat/completions",
+        "/v1/chat/completions",
+        "/completions",
+        "/v1/completions",
+        "/embeddings",
+        "/v1/embeddings",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/models",
+        "/v1/models",
+    }
+)
+LISTING_ROUTES = frozenset({"/models", "/v1/models"})
+
+
+class App:
+    """One application: its key, the aliases it may use, its requests per minute."""
+
+    def __init__(self, name: str, key: str, models: frozenset[str], rpm: int) -> None:
+        self.name = name
+        self.key = key
+        self.models = models
+        self.rpm = rpm
+        self.window: MemoryWindow | FileWindow = window_for(name)
+
+    def retry_after(self, now: float) -> int:
+        """0 if a request may go now (and it is counted), else whole seconds until one may."""
+        if self.rpm <= 0:
+            return 0
+        try:
+            oldest = self.window.admit(now, self.rpm)
+        except OSError as error:  # a broken state folder must not refuse everybody
+            LOG.error("rate window of %s unusable (%s): counting in this process", self.name, error)
+            self.window = MemoryWindow()
+            oldest = self.window.admit(now, self.rpm)
+        if oldest is None:
+            return 0
+        return max(1, math.ceil(60 - (now - oldest)))
+
+
+_APPS: dict[str, App] | None = None
+
+
+def load_apps() -> dict[str, App]:
+    """Applications from GATEWAY_APP_KEYS (base64 JSON {name: {key, models, rpm}})."""
+    global _APPS  # one table per worker process, read once
+    if _APPS is None:
+        raw = os.environ.get("GATEWAY_APP_KEYS", "")
+        table = json.loads(base64.b64decode(raw)) if raw else {}
+        _APPS = {
+            name: App(
+                name=name,
+                key=str(spec["key"]),
+                models=frozenset(spec.get("models") or []),
+                rpm=int(spec.get("rpm") or 0),
+            )
+            for name, spec in table.items()
+        }
+    return _APPS
+
+
+async def _app_auth(request: Request, app: App) -> UserAPIKeyAuth:
+    route = request.url.path.rstrip("/")
+    if route not in APP_ROUTES:
+        raise _refuse(403, f"the key of {app.name} may only use the model API, not {route}")
+    if app.models and route not in LISTING_ROUTES:
+        from litellm.proxy.common_utils.http_parsing_utils import read_request_body
+
+        model = (await read_request_body(request=request)).get("model")
+        if model not in app.models:
+            allowed = ", ".join(sorted(app.models))
+            raise _refuse(403, f"{app.name} may not use model {model!r}; allowed: {allowed}")
+    wait = app.retry_after(time.monotonic())
+    if wait:
+        raise ProxyException(
+            message=f"{app.name} is over its limit of {app.rpm} requests per minute",
+            type="rate_limit_error",
+            param=None,
+            code=429,
+            headers={"retry-after": str(wait)},
+        )
+    return UserAPIKeyAuth(
+        key_alias=app.name,
+        user_id=app.name,
+        models=sorted(app.models),
+        user_role=LitellmUserRoles.INTERNAL_USER,
+    )
+
+
+async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    """Master key: everything. Metrics key: /metrics. App keys: their aliases, their rate."""
+    presented = _presented_key(api_key)
+    master = os.environ.get("LITELLM_MASTER_KEY")
+    if _same(presented, master):
+        return UserAPIKeyAuth(api_key=master, user_role=LitellmUserRoles.PROXY_ADMIN)
+    if _same(presented, os.environ.get("GATEWAY_METRICS_KEY")):
+        if request.url.path.rstrip("/") == "/metrics":
+            return UserAPIKeyAuth(key_alias="metrics", user_role=LitellmUserRoles.INTERNAL_USER)
+        raise _refuse(403, "this key may only read /metrics")
+    for app in load_apps().values():
+        if _same(presented, app.key):
+            return await _app_auth(request, app)
+    if not presented:
+        raise _refuse(401, "Authentication Error: no API key passed in")
+    raise _refuse(401, "Authentication Error: invalid API key")

@@ -1,0 +1,99 @@
+"""The ledger's Prometheus metrics, in prometheus_client's default registry.
+
+LiteLLM's /metrics serves that registry:
+``gateway_task_spend_usd_total{task}``, ``gateway_task_tokens_total{task,direction}``,
+``gateway_task_requests_total{task,status}`` (task rolled up, ``none`` when
+untagged), ``gateway_ledger_pending_rows``, ``gateway_ledger_database_up``.
+With several worker processes, prometheus_client keeps the values under
+``PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gateway.events import to_float
+from gateway.tasks import NO_TASK, task_root
+
+LOG = logging.getLogger("cost_ledger")
+
+
+class Metrics:
+    """Per-task counters for the dashboard, in prometheus_client's default registry."""
+
+    def __init__(self) -> None:
+        try:
+            import prometheus_client
+        except ImportError:  # the proxy image has it; a bare test venv may not
+            LOG.warning("prometheus_client is missing: the ledger exports no metrics")
+            self.enabled = False
+            return
+        self.enabled = True
+        # With several workers, prometheus_client writes its values under this
+        # folder (a tmpfs, empty at each start): have it before the first metric.
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if shared:
+            Path(shared).mkdir(parents=True, exist_ok=True)
+        self.spend = self._get(
+            prometheus_client.Counter,
+            "gateway_task_spend_usd",
+            "USD spent on model calls, by task (subtasks rolled up; none = untagged)",
+            ["task"],
+        )
+        self.tokens = self._get(
+            prometheus_client.Counter,
+            "gateway_task_tokens",
+            "Tokens of model calls, by task and direction (input/output)",
+            ["task", "direction"],
+        )
+        self.requests = self._get(
+            prometheus_client.Counter,
+            "gateway_task_requests",
+            "Model call outcomes recorded by the cost ledger, by task and status",
+            ["task", "status"],
+        )
+        self.pending = self._get(
+            prometheus_client.Gauge,
+            "gateway_ledger_pending_rows",
+            "Ledger rows waiting in the spool for Postgres",
+            [],
+            # Every worker process counts the whole spool folder.
+            multiprocess_mode="livemax",
+        )
+        self.database_up = self._get(
+            prometheus_client.Gauge,
+            "gateway_ledger_database_up",
+            "1 when the cost ledger's last write to Postgres worked",
+            [],
+            multiprocess_mode="livemin",  # 0 when any worker process cannot write
+        )
+
+    @staticmethod
+    def _get(kind: Any, name: str, help_text: str, labels: list[str], **options: Any) -> Any:
+        from prometheus_client import REGISTRY
+
+        # One process may make several ledgers (the unit tests do, and so does a
+        # copy of the code loaded again by path); the registry refuses a second
+        # collector with one name.
+        existing = getattr(REGISTRY, "_names_to_collectors", {}).get(name)
+        if existing is not None:
+            return existing
+        return kind(name, help_text, labels, **options)
+
+    def observe(self, row: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        label = task_root(row["task"]) if row.get("task") else NO_TASK
+        self.requests.labels(task=label, status=row["status"]).inc()
+        self.spend.labels(task=label).inc(max(to_float(row.get("cost_usd")), 0.0))
+        self.tokens.labels(task=label, direction="input").inc(row.get("input_tokens") or 0)
+        self.tokens.labels(task=label, direction="output").inc(row.get("output_tokens") or 0)
+
+    def state(self, pending: int, database_up: bool) -> None:
+        if self.enabled:
+            self.pending.set(pending)
+            self.database_up.set(1 if database_up else 0)

@@ -1,7 +1,7 @@
 # Shortcuts; every target calls a script that also works without make.
 PYTHON ?= python3
 
-.PHONY: deploy test lint unit lab-up lab-down lab-verify bench
+.PHONY: deploy test lint unit lab-up lab-down lab-verify bench lock
 
 deploy:  ## Deploy the whole stack on this machine (all-in-one inventory)
 	$(PYTHON) scripts/deploy.py
@@ -23,6 +23,9 @@ lab-verify:  ## Run the lab's tests against the running lab
 
 lab-down:  ## Destroy the lab
 	$(PYTHON) scripts/lab.py down
+
+lock:  ## Regenerate the hash-pinned lock files from the .in files (needs uv)
+	$(PYTHON) scripts/lock.py
 
 bench:  ## Benchmark floor, LiteLLM as shipped and the gateway on the lab; writes bench/results
 	$(PYTHON) scripts/bench.py

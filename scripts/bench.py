@@ -68,8 +68,8 @@ def deploy_phase() -> dict[str, Any]:
     inventory and vault. Leaves the lab up, with .lab/env written, for the
     other phases.
     """
-    from tests.integration.lab_client import play_recap, run_playbook
     from tests.lab import lab
+    from tests.support.lab_client import play_recap, run_playbook
 
     bin_dir = Path(sys.executable).parent
     env = lab.prepare()

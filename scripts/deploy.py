@@ -11,6 +11,10 @@
 3. Runs `ansible-playbook site.yml` with the inventory from ansible.cfg (the
    all-in-one `inventory/local`), passing on any extra arguments, e.g.
    `python3 scripts/deploy.py -i inventory/homelab/hosts.yml --check`.
+
+Every other Ansible command, with the same .venv and vault password:
+`python3 scripts/ansible.py playbook playbooks/smoke.yml`,
+`python3 scripts/ansible.py vault edit group_vars/all/vault.yml`.
 """
 
 from __future__ import annotations
@@ -27,15 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from scripts.bootstrap import reexec_in_venv  # noqa: E402
+from scripts.vault import VAULT_ID, password_file, vault_id_args  # noqa: E402
 
 VAULT = REPO / "group_vars" / "all" / "vault.yml"
 VAULT_EXAMPLE = REPO / "group_vars" / "all" / "vault.yml.example"
-PASSWORD_FILE = Path(
-    os.environ.get(
-        "LLM_GATEWAY_VAULT_PASSWORD_FILE",
-        Path.home() / ".config" / "llm-gateway" / "vault-password",
-    )
-)
+PASSWORD_FILE = password_file()
 
 
 def _say(message: str) -> None:
@@ -72,8 +72,10 @@ def ensure_vault(bin_dir: Path) -> None:
             [
                 str(bin_dir / "ansible-vault"),
                 "encrypt",
-                "--vault-password-file",
-                str(PASSWORD_FILE),
+                "--vault-id",
+                f"{VAULT_ID}@{PASSWORD_FILE}",
+                "--encrypt-vault-id",
+                VAULT_ID,
                 "--output",
                 str(VAULT),
                 str(plain),
@@ -83,16 +85,14 @@ def ensure_vault(bin_dir: Path) -> None:
         )
     VAULT.chmod(0o600)
     _say(f"created {VAULT.relative_to(REPO)} with a new master key (encrypted, mode 0600)")
-    _say("read it with: ansible-vault view group_vars/all/vault.yml")
+    _say("read it with: python3 scripts/ansible.py vault view group_vars/all/vault.yml")
 
 
 def main() -> int:
     reexec_in_venv(REPO / "requirements.txt")
     bin_dir = Path(sys.executable).parent
     ensure_vault(bin_dir)
-    argv = [str(bin_dir / "ansible-playbook"), "site.yml"]
-    if PASSWORD_FILE.is_file() and "--ask-vault-pass" not in sys.argv[1:]:
-        argv += ["--vault-password-file", str(PASSWORD_FILE)]
+    argv = [str(bin_dir / "ansible-playbook"), "site.yml", *vault_id_args(sys.argv[1:])]
     argv += sys.argv[1:]
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     _say(" ".join(argv))

@@ -10,10 +10,12 @@ tests/emulator/provider_emulator.py; the tests that touch them say so.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -21,7 +23,7 @@ import testinfra
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-from tests.integration.lab_client import Emulator
+from tests.support.lab_client import Emulator, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_ENV = Path(os.environ.get("LAB_ENV_FILE", REPO / ".lab" / "env"))
@@ -46,15 +48,23 @@ def lab() -> dict[str, str]:
     return _read_env(LAB_ENV)
 
 
-GATEWAY_CA_PATH = "/etc/litellm-proxy/tls/ca.crt"
+@pytest.fixture(scope="session")
+def endpoints(lab: dict[str, str]) -> dict[str, Any]:
+    """Where the lab's gateways and Ollama hosts serve, as their roles publish it
+    (playbooks/endpoints.yml, the user's own way to ask)."""
+    path = LAB_ENV.parent / "endpoints.json"
+    result = run_playbook(lab, "playbooks/endpoints.yml", {"endpoints_file": str(path)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="session", autouse=True)
-def trust_gateway_ca(lab: dict[str, str]) -> Path:
+def trust_gateway_ca(lab: dict[str, str], endpoints: dict[str, Any]) -> Path:
     """Trust the CA the gateway role created (the gateway's endpoint is HTTPS), for
     requests (REQUESTS_CA_BUNDLE) and the SDKs' httpx (SSL_CERT_FILE)."""
-    pem = lab_host(lab, "gateway").file(GATEWAY_CA_PATH).content_string
-    assert "BEGIN CERTIFICATE" in pem, f"no CA certificate at {GATEWAY_CA_PATH} on the gateway"
+    ca_file = endpoints["gateways"]["llmlab-gateway"]["ca_file"]
+    pem = lab_host(lab, "gateway").file(ca_file).content_string
+    assert "BEGIN CERTIFICATE" in pem, f"no CA certificate at {ca_file} on the gateway"
     path = LAB_ENV.parent / "gateway-ca.crt"
     path.write_text(pem)
     os.environ["REQUESTS_CA_BUNDLE"] = str(path)
@@ -98,7 +108,8 @@ def lab_host(lab: dict[str, str], name: str) -> testinfra.host.Host:
 
 @pytest.fixture(scope="session")
 def hosts(lab: dict[str, str]) -> dict[str, testinfra.host.Host]:
-    return {name: lab_host(lab, name) for name in ("gateway", "ollama", "monitoring", "providers")}
+    names = ("gateway", "ollama", "ollama-bookworm", "monitoring", "providers")
+    return {name: lab_host(lab, name) for name in names}
 
 
 @pytest.fixture

@@ -33,7 +33,10 @@ from tests.lab.shell import log, run
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
+# The lab's hosts are Debian 13; one Ollama host is Debian 12, the oldest
+# release the project supports there.
 SUITE = "trixie"
+SUITES = ("trixie", "bookworm")
 HOST_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -95,11 +98,13 @@ def image_exists(ref: str) -> bool:
     return probe.returncode == 0
 
 
-def host_image() -> str:
-    """Debian 13 with systemd, made by debootstrap; returns its reference."""
+def host_image(suite: str = SUITE) -> str:
+    """Debian (13 unless told) with systemd, made by debootstrap; returns its reference."""
+    if suite not in SUITES:
+        raise ValueError(f"the lab builds {', '.join(SUITES)} hosts, not {suite}")
     mirror = debian_mirror()
-    tag = _digest(HOST_RECIPE, SUITE, mirror, " ".join(HOST_PACKAGES))
-    ref = f"llmlab/host:{SUITE}-{tag}"
+    tag = _digest(HOST_RECIPE, suite, mirror, " ".join(HOST_PACKAGES))
+    ref = f"llmlab/host:{suite}-{tag}"
     if image_exists(ref):
         log(f"host image {ref} is cached")
         return ref
@@ -112,7 +117,7 @@ def host_image() -> str:
                 "debootstrap",
                 "--variant=minbase",
                 f"--include={','.join(HOST_PACKAGES)}",
-                SUITE,
+                suite,
                 str(rootfs),
                 mirror,
             ],
@@ -122,7 +127,7 @@ def host_image() -> str:
         for unit in ("getty.target", "systemd-udevd.service", "systemd-udev-trigger.service"):
             run(["chroot", str(rootfs), "systemctl", "mask", unit], capture=True)
         (rootfs / "etc/apt/sources.list.d/debian.sources").write_text(
-            f"Types: deb\nURIs: {mirror}\nSuites: {SUITE} {SUITE}-updates\n"
+            f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\n"
             "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
         )
         shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)

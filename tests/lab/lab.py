@@ -25,9 +25,10 @@ MOLECULE_DIR = LAB_DIR / "molecule"
 PORTS = {
     "GATEWAY": int(os.environ.get("LAB_GATEWAY_PORT", "14000")),
     "OLLAMA": int(os.environ.get("LAB_OLLAMA_PORT", "21434")),
+    "OLLAMA_BOOKWORM": int(os.environ.get("LAB_OLLAMA_BOOKWORM_PORT", "21435")),
     "EMULATOR": int(os.environ.get("LAB_EMULATOR_PORT", "18080")),
 }
-HOSTS = ("gateway", "ollama", "monitoring", "providers")
+HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring", "providers")
 
 
 def litellm_version() -> str:
@@ -49,6 +50,7 @@ def prepare() -> dict[str, str]:
     """Engine, images and archives; returns the LAB_* variables for Molecule."""
     engine.ensure_engine()
     host = images.host_image()
+    bookworm = images.host_image("bookworm")
     litellm = images.service_image("litellm", host, {"LITELLM_VERSION": litellm_version()})
     postgres = images.service_image("postgres", host, {})
     prometheus = images.service_image("prometheus", host, {})
@@ -58,6 +60,7 @@ def prepare() -> dict[str, str]:
     build_archive(archive_dir, ollama_version())
     env = {
         "LAB_HOST_IMAGE": host,
+        "LAB_BOOKWORM_IMAGE": bookworm,
         "LAB_LITELLM_IMAGE": litellm.ref,
         "LAB_LITELLM_ARCHIVE": str(litellm.archive),
         "LAB_POSTGRES_IMAGE": postgres.ref,
@@ -107,6 +110,7 @@ def write_env(venv_bin: Path, images_env: dict[str, str]) -> Path:
         "GATEWAY_KEY": master_key(venv_bin),
         "EMULATOR_URL": f"http://127.0.0.1:{PORTS['EMULATOR']}",
         "OLLAMA_URL": f"http://127.0.0.1:{PORTS['OLLAMA']}",
+        "OLLAMA_BOOKWORM_URL": f"http://127.0.0.1:{PORTS['OLLAMA_BOOKWORM']}",
         "LAB_INVENTORY": str(inventory),
         # The inventory Molecule converged with, for tests that re-run a playbook.
         "LAB_ANSIBLE_INVENTORY": str(MOLECULE_DIR / "inventory"),

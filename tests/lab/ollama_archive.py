@@ -10,24 +10,29 @@ ollama_host role that a real install runs (get_url with a checksum from a
     lib/ollama/VERSION            the version, which ``/api/version`` and
                                   ``ollama --version`` report
 
-It is written as ``ollama-linux-amd64.tgz`` and, with the same content,
-``ollama-linux-arm64.tgz``, next to a ``sha256sum.txt`` in the format Ollama
-publishes (``<hex>  ./<file name>``), which ``ansible.builtin.get_url``
-matches by the archive URL's file name. The tar is deterministic (sorted
-names, fixed mtime, root owner, gzip header without time or name), so the same
-inputs give the same checksum.
+It is written as ``ollama-linux-amd64.tar.zst`` and, with the same content,
+``ollama-linux-arm64.tar.zst``: zstd-compressed tars, the format Ollama's
+Linux archives have had since 0.14 (ollama/ollama, commit 34d0c55e "Linux:
+switch to zstd compression"; its scripts/install.sh downloads
+``ollama-linux-${ARCH}.tar.zst``), so the lab unpacks them the way a real
+install does (the role installs zstd for ``unarchive``). Next to them, a
+``sha256sum.txt`` in the format Ollama publishes (``<hex>  ./<file name>``),
+which ``ansible.builtin.get_url`` matches by the archive URL's file name. The
+tar is deterministic (sorted names, fixed mtime, root owner; zstd writes no
+time), so the same inputs give the same checksum.
 
 Run ``python -m tests.lab.ollama_archive DEST VERSION`` to build one by hand.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import sys
 import tarfile
 from pathlib import Path
+
+import zstandard
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR = REPO / "tests" / "emulator" / "provider_emulator.py"
@@ -43,7 +48,7 @@ exec python3 "$dir/../lib/ollama/provider_emulator.py" ollama "$@"
 
 
 def archive_name(arch: str) -> str:
-    return f"ollama-linux-{arch}.tgz"
+    return f"ollama-linux-{arch}.tar.zst"
 
 
 def _members(version: str) -> list[tuple[str, bytes | None, int]]:
@@ -59,7 +64,7 @@ def _members(version: str) -> list[tuple[str, bytes | None, int]]:
     return sorted(members)
 
 
-def _tar_gz(version: str) -> bytes:
+def _tar_zst(version: str) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path, content, mode in _members(version):
@@ -74,10 +79,7 @@ def _tar_gz(version: str) -> bytes:
             else:
                 info.size = len(content)
                 tar.addfile(info, io.BytesIO(content))
-    packed = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0) as gz:
-        gz.write(raw.getvalue())
-    return packed.getvalue()
+    return zstandard.ZstdCompressor(level=19, write_content_size=True).compress(raw.getvalue())
 
 
 def build_archive(dest_dir: Path, version: str) -> tuple[Path, Path]:
@@ -89,7 +91,7 @@ def build_archive(dest_dir: Path, version: str) -> tuple[Path, Path]:
         raise FileNotFoundError(f"{EMULATOR} is missing: the archive carries it as the server")
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    data = _tar_gz(version)
+    data = _tar_zst(version)
     lines: list[str] = []
     for arch in ARCHES:
         name = archive_name(arch)

@@ -134,3 +134,13 @@ def changed_hosts(output: str) -> dict[str, int]:
     recap = play_recap(output)
     assert recap, f"no PLAY RECAP in:\n{output[-2000:]}"
     return {host: counts["changed"] for host, counts in recap.items() if counts["changed"]}
+
+
+def service_running(host: Any, name: str) -> None:
+    """Fail with the unit's journal unless ``name`` runs and is enabled on ``host``."""
+    service = host.service(name)
+    if not (service.is_running and service.is_enabled):
+        log = host.run(f"journalctl -u {name} --no-pager -n 30").stdout
+        raise AssertionError(
+            f"{name} on {host.backend.get_hostname()} is not running and enabled:\n{log}"
+        )

@@ -15,9 +15,16 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import answered_by, chat, flat, run_playbook
+from tests.support.lab_client import (
+    answered_by,
+    changed_hosts,
+    chat,
+    flat,
+    run_playbook,
+    wait_until,
+)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXTRA_MODEL = {
     "name": "lab-extra-model",
     "provider": "openai",
@@ -74,3 +81,58 @@ def test_new_model_applies_and_broken_config_is_refused_with_old_proxy_serving(
     assert restored.returncode == 0, restored.stdout[-3000:]
     assert "lab-extra-model" not in served_models(gateway, gateway_url)
     assert chat(gateway, gateway_url, "cheap").status_code == 200
+
+
+STACK_FILES = (
+    "/opt/litellm-proxy/config.yaml /opt/litellm-proxy/compose.yaml /opt/litellm-proxy/litellm.env"
+)
+# Changes the proxy's loader accepts but that cannot start, or not in time:
+# the play must bring the previous proxy back for real and say what happened.
+CANNOT_START = {
+    # The node exporter already listens on port 9100 of every address.
+    "port-taken": (
+        {"litellm_proxy_port": 9100},
+        ["address already in use", "previous proxy was recreated from them and serves again"],
+    ),
+    # A good change that is not ready within the time the play waits.
+    "not-ready-in-time": (
+        {"litellm_proxy_models": "EXTRA", "litellm_proxy_ready_timeout": 2},
+        [
+            "did not start or become ready",
+            "previous proxy was recreated from them and serves again",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CANNOT_START))
+def test_a_change_that_cannot_start_brings_the_previous_proxy_back(
+    case: str,
+    lab: dict[str, str],
+    hosts: dict,
+    gateway: requests.Session,
+    gateway_url: str,
+    default_models: list[dict],
+) -> None:
+    extra_vars, expected = CANNOT_START[case]
+    if extra_vars.get("litellm_proxy_models") == "EXTRA":
+        extra_vars = {**extra_vars, "litellm_proxy_models": [*default_models, EXTRA_MODEL]}
+    gateway_host = hosts["gateway"]
+    before = gateway_host.check_output(f"sha256sum {STACK_FILES}")
+    try:
+        run = run_gateway_play(lab, extra_vars)
+        output = flat(run.stdout + run.stderr)
+        assert run.returncode != 0, output[-3000:]
+        for words in expected:
+            assert words in output, f"{words!r} not in: {output[-3000:]}"
+        assert gateway_host.check_output(f"sha256sum {STACK_FILES}") == before
+        wait_until(
+            lambda: chat(gateway, gateway_url, "cheap").status_code == 200,
+            30,
+            "the previous proxy answering through the TLS front",
+        )
+        assert "lab-extra-model" not in served_models(gateway, gateway_url)
+    finally:
+        restored = run_gateway_play(lab, {})
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert changed_hosts(restored.stdout) == {}, "the previous stack was not what the files say"

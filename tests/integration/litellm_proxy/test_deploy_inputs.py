@@ -14,9 +14,9 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import changed_hosts, chat, flat, run_playbook
+from tests.support.lab_client import changed_hosts, chat, flat, run_playbook
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEFAULT_MODELS = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())[
     "litellm_proxy_models"
 ]

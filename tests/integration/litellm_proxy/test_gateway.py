@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.integration.lab_client import Emulator
+from tests.support.lab_client import Emulator
 
 
 def test_chat_completion_is_answered_by_the_upstream_through_litellm(
@@ -52,3 +52,16 @@ def test_request_with_a_wrong_key_gets_401(gateway_url: str, emulator: Emulator)
     )
     assert answer.status_code == 401
     assert emulator.requests() == []
+
+
+def test_the_proxys_container_reports_healthy(hosts: dict) -> None:
+    """Compose's healthcheck runs in the proxy's image, which (like the official one)
+    has neither wget nor curl: it asks /health/liveliness with Python's urllib."""
+    gateway = hosts["gateway"]
+    assert gateway.run("docker exec litellm-proxy-litellm-1 sh -c 'command -v wget curl'").rc != 0
+    state = gateway.check_output(
+        "docker inspect --format '{{.State.Health.Status}}' litellm-proxy-litellm-1"
+    )
+    assert state == "healthy", gateway.check_output(
+        "docker inspect --format '{{json .State.Health}}' litellm-proxy-litellm-1"
+    )

@@ -20,10 +20,10 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import Emulator, answered_by, chat, wait_until
+from tests.support.lab_client import Emulator, answered_by, chat, wait_until
 
 CLOUD = ("openai", "anthropic", "gemini")
-LAB_VARS = Path(__file__).resolve().parents[2] / "molecule/default/group_vars/gateway/lab.yml"
+LAB_VARS = Path(__file__).resolve().parents[3] / "molecule/default/group_vars/gateway/lab.yml"
 COOLDOWN_S = float(yaml.safe_load(LAB_VARS.read_text())["litellm_proxy_cooldown_time"])
 
 

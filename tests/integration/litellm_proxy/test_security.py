@@ -15,9 +15,9 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import Emulator
+from tests.support.lab_client import Emulator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LAB_VAULT_PASSWORD = REPO / "molecule/default/vault-password.txt"
 
 

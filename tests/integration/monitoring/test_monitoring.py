@@ -33,14 +33,14 @@ import requests
 import testinfra
 import yaml
 
-from tests.integration.lab_client import Emulator, answered_by, chat, flat, run_playbook
-from tests.unit.test_grafana_provisioning import DASHBOARDS_DIR, dashboard_queries
-from tests.unit.test_monitoring_rules import filters
+from tests.support.dashboards import DASHBOARDS_DIR, dashboard_queries
+from tests.support.lab_client import Emulator, answered_by, chat, flat, run_playbook
+from tests.support.monitoring_role import filters
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "monitoring"
 LAB_VARS = REPO / "molecule" / "default" / "group_vars" / "monitoring" / "lab.yml"
-STACK_HOSTS = ("gateway", "ollama", "monitoring")
+STACK_HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring")
 EXPECTED_JOBS = {"prometheus", "alertmanager", "node", "litellm"}
 GRAFANA_UID = 472
 T = TypeVar("T")
@@ -129,13 +129,6 @@ def alertmanager_alerts(monitoring: testinfra.host.Host) -> list[dict[str, Any]]
     return fetch_json(monitoring, f"http://{address}/api/v2/alerts")
 
 
-def service_running(host: testinfra.host.Host, name: str) -> None:
-    service = host.service(name)
-    if not (service.is_running and service.is_enabled):
-        log = host.run(f"journalctl -u {name} --no-pager -n 30").stdout
-        pytest.fail(f"{name} on {host.backend.get_hostname()} is not running and enabled:\n{log}")
-
-
 # --- traffic through the gateway ----------------------------------------------
 
 
@@ -218,7 +211,8 @@ def test_every_gateway_reaches_every_ollama_host(prometheus: Prometheus) -> None
 
     results = poll(probes, 120, "every gateway reaching every Ollama host's API")
     assert {(r["metric"]["instance"], r["metric"]["ollama"]) for r in results} == {
-        ("llmlab-gateway", "llmlab-ollama")
+        ("llmlab-gateway", "llmlab-ollama"),
+        ("llmlab-gateway", "llmlab-ollama-bookworm"),
     }
 
 
@@ -306,23 +300,6 @@ def test_prometheus_and_alertmanager_run_in_the_stack(
     assert states.get("prometheus") == "running", states
     assert states.get("alertmanager") == "running", states
     assert "grafana" not in states, "Grafana's container is off in the lab"
-
-
-@pytest.mark.parametrize("name", STACK_HOSTS)
-def test_the_node_exporter_runs_on_every_host(
-    name: str, hosts: dict[str, testinfra.host.Host]
-) -> None:
-    service_running(hosts[name], settings()["monitoring_node_exporter_package"])
-
-
-def test_the_ollama_probe_runs_on_its_timer_on_the_gateway(
-    hosts: dict[str, testinfra.host.Host],
-) -> None:
-    gateway = hosts["gateway"]
-    assert gateway.service("ollama-probe.timer").is_running
-    assert gateway.service("ollama-probe.timer").is_enabled
-    probe = gateway.file("/var/lib/prometheus/node-exporter/ollama_probe.prom")
-    assert 'gateway_ollama_up{ollama="llmlab-ollama"' in probe.content_string
 
 
 def test_grafana_provisioning_files_are_on_the_host_with_the_right_owner_and_mode(

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ROLE_DEFAULTS = REPO / "roles" / "ollama_host" / "defaults" / "main.yml"
 LAB_GROUP_VARS = Path(
     os.environ.get("LAB_GROUP_VARS", REPO / "molecule" / "default" / "group_vars")
@@ -132,6 +132,9 @@ def test_the_archive_went_through_the_install_tasks(
     prefix = settings["ollama_host_install_dir"]
     marker = ollama.file(f"{prefix}/{MARKER}")
     assert marker.is_file, f"{marker.path} is missing: the role's install tasks did not finish"
+    # The archive was a .tar.zst, as Ollama's own are: unpacking it needed zstd.
+    assert settings["ollama_host_archive_url"].endswith(".tar.zst")
+    assert ollama.package("zstd").is_installed
     assert marker.content_string.strip() == version
     assert ollama.file(f"{prefix}/bin/ollama").mode & 0o111, "bin/ollama is not executable"
     assert f"version is {version}" in ollama.check_output(f"{prefix}/bin/ollama --version")
@@ -162,13 +165,18 @@ def test_the_unit_is_hardened(ollama: Any, settings: dict[str, Any]) -> None:
         line.split("=", 1)
         for line in ollama.check_output(
             "systemctl show -p NoNewPrivileges,ProtectSystem,ProtectHome,PrivateTmp,"
-            "PrivateDevices,ReadWritePaths ollama"
+            "PrivateDevices,ReadWritePaths,ProtectKernelModules,RestrictNamespaces,"
+            "CapabilityBoundingSet ollama"
         ).splitlines()
     )
     assert shown["NoNewPrivileges"] == "yes"
     assert shown["ProtectSystem"] == "strict"
     assert shown["ProtectHome"] == "yes"
     assert shown["PrivateTmp"] == "yes"
+    # The same sandbox as every other service of the project (roles/common).
+    assert shown["ProtectKernelModules"] == "yes"
+    assert shown["RestrictNamespaces"] == "yes"
+    assert shown["CapabilityBoundingSet"] == ""
     assert settings["ollama_host_models_dir"] in shown["ReadWritePaths"].split()
     gpu = ollama.file("/dev/nvidia0").exists
     assert shown["PrivateDevices"] == ("no" if gpu else "yes"), "GPU detection and unit disagree"

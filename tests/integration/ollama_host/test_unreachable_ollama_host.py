@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import chat, flat, play_recap, run_playbook
+from tests.support.lab_client import chat, flat, play_recap, run_playbook
 
 ASLEEP = "llmlab-ollama-asleep"
 ASLEEP_ADDRESS = "172.30.77.99"  # in the lab's network, and no host has it

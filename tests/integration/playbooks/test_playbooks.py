@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.integration.lab_client import changed_hosts, flat, run_playbook
+from tests.support.lab_client import changed_hosts, flat, run_playbook
 
 
 def ollama_models(ollama_url: str) -> set[str]:

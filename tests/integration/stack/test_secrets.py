@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.lab_client import changed_hosts, run_playbook
+from tests.support.lab_client import changed_hosts, run_playbook
 
 # Every file and folder the roles write on the hosts, by host.
 WRITTEN = {

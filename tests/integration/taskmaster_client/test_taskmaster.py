@@ -3,7 +3,7 @@
 Real: the LiteLLM proxy (pinned release) with the role's cost ledger callback,
 the stack's Postgres, Docker Compose on the gateway host, the Task Master CLI
 (task-master-ai from npm, installed here into ~/.cache/llmlab), taskcost
-(scripts/taskcost.py) and the playbook that configures the project.
+(roles/taskmaster_client/files/taskcost.py) and the playbook that configures the project.
 Stand-ins: the cloud APIs and Ollama (the provider emulator), whose token
 counts are deterministic: prompt tokens = words of the input, completion
 tokens = 6 (`emulated reply from <provider> model <model>`). Prices are the
@@ -30,7 +30,7 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.lab_client import (
+from tests.support.lab_client import (
     Emulator,
     answered_by,
     changed_hosts,
@@ -38,7 +38,8 @@ from tests.integration.lab_client import (
     wait_until,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
+TASKCOST = REPO / "roles/taskmaster_client/files/taskcost.py"
 DEFAULTS = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
 PRICES = {
     m["name"]: (m.get("input_cost_per_token", 0.0), m.get("output_cost_per_token", 0.0))
@@ -101,7 +102,7 @@ def ledger(gateway: requests.Session, gateway_url: str) -> Ledger:
     if answer.status_code == 404:
         pytest.fail(
             "the gateway serves no /gateway/ledger API: the litellm_proxy role does not load "
-            "cost_ledger.py yet (litellm_settings.callbacks: cost_ledger.ledger)"
+            "its cost ledger (litellm_settings.callbacks: gateway.litellm_entry.ledger)"
         )
     assert answer.status_code == 200, answer.text
     return api
@@ -301,8 +302,8 @@ def test_failed_attempts_and_fallbacks_are_rows_of_the_deployments_that_failed_a
 def taskcost(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, tool: Path | None = None
 ) -> Any:
-    """scripts/taskcost.py, or the copy the playbook installed (`tool`)."""
-    command = [str(tool)] if tool else [sys.executable, str(REPO / "scripts/taskcost.py")]
+    """roles/taskmaster_client/files/taskcost.py, or the copy the playbook installed (`tool`)."""
+    command = [str(tool)] if tool else [sys.executable, str(TASKCOST)]
     return subprocess.run(
         [*command, *args],
         capture_output=True,

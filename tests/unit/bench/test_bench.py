@@ -14,7 +14,7 @@ import pytest
 
 from bench import load, report, targets
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # What `hey -o csv` printed against the emulator (trimmed), and a 500 and a 429.
 HEY_CSV = """\

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.unit.loader import load
+from tests.support.loader import load
 
-EMULATOR_PATH = Path(__file__).resolve().parents[1] / "emulator" / "provider_emulator.py"
+EMULATOR_PATH = Path(__file__).resolve().parents[2] / "emulator" / "provider_emulator.py"
 OPENAI_KEY = "sk-test-key-abcd"
 ANTHROPIC_KEY = "sk-ant-test-wxyz"
 GEMINI_KEY = "AIza-test-9876"

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.unit.loader import load
+from tests.support.loader import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 filters = load("roles/litellm_proxy/filter_plugins/litellm_proxy.py", "litellm_proxy_filters")
 
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
@@ -48,15 +48,19 @@ MODELS = [
         "output_cost_per_token": 15e-6,
     },
 ]
-OLLAMA = [{"name": "llama3.2:1b", "tier": "cheap"}]
+OLLAMA = [{"name": "llama3.2:1b", "tier": "cheap", "mode": "chat"}]
 ENDPOINTS = ["http://10.0.0.11:11434", "http://10.0.0.12:11434"]
+# What two Ollama hosts published (ollama_host_endpoint), by host.
+SERVERS = {
+    "gpu-a": {"url": ENDPOINTS[0], "models": OLLAMA},
+    "gpu-b": {"url": ENDPOINTS[1] + "/", "models": OLLAMA},
+}
 
 
 def build(**overrides: Any) -> dict[str, Any]:
     args: dict[str, Any] = {
         "models": MODELS,
-        "ollama_models": OLLAMA,
-        "ollama_endpoints": ENDPOINTS,
+        "ollama_servers": SERVERS,
         "providers": PROVIDERS,
         "key_env": KEY_ENV,
         "enabled_providers": ["openai", "anthropic"],
@@ -139,15 +143,6 @@ def test_model_name_may_not_shadow_a_tier() -> None:
         build(models=[{**MODELS[0], "name": "cheap"}])
 
 
-def test_ollama_url_prefers_the_published_url_then_facts() -> None:
-    published = {"ollama_host_url": "http://box:11434/"}
-    assert filters.litellm_proxy_ollama_url(published, 11434) == "http://box:11434"
-    facts = {"ansible_facts": {"default_ipv4": {"address": "10.0.0.5"}}, "ansible_host": "x"}
-    assert filters.litellm_proxy_ollama_url(facts, 11434) == "http://10.0.0.5:11434"
-    bare = {"ansible_host": "gpu.home.arpa", "inventory_hostname": "gpu"}
-    assert filters.litellm_proxy_ollama_url(bare, 8080) == "http://gpu.home.arpa:8080"
-
-
 def test_litellm_itself_accepts_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pinned LiteLLM builds a router from the rendered model list (it rejects, for
     example, model_info keys it reserves, such as `tier`)."""
@@ -166,22 +161,38 @@ def test_litellm_itself_accepts_the_config(monkeypatch: pytest.MonkeyPatch) -> N
     assert sorted(d["litellm_params"]["order"] for d in deployments) == [1, 1, 2]
 
 
-@pytest.mark.parametrize(
-    ("value", "problem"),
-    [
-        ("", "is empty or missing"),
-        (None, "is empty or missing"),
-        ("sk-CHANGE-ME", "is still the example value"),
-        ("sk-1234", "is a well-known example key"),
-        ("sk-12345678901234567890123456789012", "is a well-known example key"),
-        ("pk-" + "abcdefghij" * 4, 'does not start with "sk-"'),
-        ("sk-abcdefghij", "is shorter than 32 characters"),
-        ("sk-" + "ab" * 20, "has fewer than 8 different characters"),
-        ("sk-llmlab-master-key-not-a-secret-0123456789", ""),
-    ],
-)
-def test_secret_problem_says_what_is_wrong_without_the_value(value: Any, problem: str) -> None:
-    found = filters.litellm_proxy_secret_problem(value, prefix="sk-", min_length=32)
-    assert found == problem
-    if value:
-        assert value not in found
+def test_a_model_is_routed_only_to_the_hosts_that_serve_it() -> None:
+    servers = {
+        "gpu-a": {
+            "url": ENDPOINTS[0],
+            "models": [*OLLAMA, {"name": "qwen2.5:7b", "tier": "balanced"}],
+        },
+        "gpu-b": {"url": ENDPOINTS[1], "models": OLLAMA},
+    }
+    config = build(ollama_servers=servers)
+    assert [d["litellm_params"]["api_base"] for d in group(config, "qwen2.5:7b")] == [ENDPOINTS[0]]
+    assert (
+        sorted(d["litellm_params"]["api_base"] for d in group(config, "llama3.2:1b")) == ENDPOINTS
+    )
+    balanced = [d["model_info"]["gateway_serves"] for d in group(config, "balanced")]
+    assert "qwen2.5:7b" in balanced
+
+
+def test_one_model_is_one_model_on_every_host() -> None:
+    servers = {
+        "gpu-a": {"url": ENDPOINTS[0], "models": OLLAMA},
+        "gpu-b": {"url": ENDPOINTS[1], "models": [{**OLLAMA[0], "tier": "smart"}]},
+    }
+    with pytest.raises(AnsibleFilterError, match="same tier, mode and context_window"):
+        build(ollama_servers=servers)
+
+
+def test_an_ollama_model_may_not_take_a_cloud_models_name() -> None:
+    servers = {"gpu-a": {"url": ENDPOINTS[0], "models": [{"name": "mini", "tier": "cheap"}]}}
+    with pytest.raises(AnsibleFilterError, match="repeated: mini"):
+        build(ollama_servers=servers)
+
+
+def test_no_ollama_host_means_no_ollama_deployment() -> None:
+    config = build(ollama_servers={})
+    assert all(d["model_info"].get("gateway_provider") != "ollama" for d in config["model_list"])

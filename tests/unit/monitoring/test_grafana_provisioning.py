@@ -7,7 +7,7 @@ instead of being loaded by Grafana: the datasource and provider files, the
 dashboard model's required fields and layout, and every query, which must
 parse as PromQL (promtool, in the lab's stand-in Prometheus image) and name
 metrics the pinned LiteLLM release exports. The lab test
-(tests/integration/test_monitoring.py) runs the same queries against the
+(tests/integration/monitoring/test_monitoring.py) runs the same queries against the
 lab's Prometheus and wants data back from each.
 
 Convention: a panel whose description starts with "needs the cost ledger"
@@ -16,17 +16,21 @@ shows a metric nothing exports yet; its queries may come back empty.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.unit.test_monitoring_rules import (
-    ROLE,
+from tests.support.dashboards import (
+    CONTAINER_PROVISIONING,
+    dashboard_files,
+    dashboard_queries,
+    load_dashboard,
+    panels,
+)
+from tests.support.monitoring_role import (
     litellm_metric_names,
     promtool,
     render,
@@ -34,69 +38,6 @@ from tests.unit.test_monitoring_rules import (
     stand_in_prometheus_image,
     unknown_litellm_metrics,
 )
-
-DASHBOARDS_DIR = ROLE / "files" / "dashboards"
-CONTAINER_PROVISIONING = "/etc/grafana/provisioning"
-EMPTY_UNTIL_LATER = "needs the cost ledger"
-# Grafana's own variables, and what stands for them when a query is run by hand.
-GRAFANA_MACROS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
-
-
-@dataclass(frozen=True)
-class Query:
-    dashboard: str
-    panel: str
-    ref_id: str
-    expr: str
-    may_be_empty: bool
-
-    @property
-    def promql(self) -> str:
-        """The expression with Grafana's macros replaced, as Prometheus would get it."""
-        text = self.expr
-        for macro, value in GRAFANA_MACROS.items():
-            text = text.replace(macro, value)
-        return text
-
-    def __str__(self) -> str:
-        return f"{self.dashboard} / {self.panel} / {self.ref_id}: {self.expr}"
-
-
-def dashboard_files() -> list[Path]:
-    return sorted(DASHBOARDS_DIR.glob("*.json"))
-
-
-def load_dashboard(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every panel, those inside collapsed rows included."""
-    found: list[dict[str, Any]] = []
-    for panel in dashboard.get("panels", []):
-        found.append(panel)
-        found.extend(panel.get("panels", []))
-    return found
-
-
-def dashboard_queries() -> list[Query]:
-    """Every PromQL query of the role's dashboards (the one list the lab test uses too)."""
-    queries: list[Query] = []
-    for path in dashboard_files():
-        dashboard = load_dashboard(path)
-        for panel in panels(dashboard):
-            optional = str(panel.get("description", "")).startswith(EMPTY_UNTIL_LATER)
-            for target in panel.get("targets", []):
-                queries.append(
-                    Query(
-                        dashboard["title"],
-                        panel["title"],
-                        target["refId"],
-                        target["expr"],
-                        optional,
-                    )
-                )
-    return queries
 
 
 @pytest.fixture(scope="session")
@@ -140,8 +81,8 @@ def test_the_dashboard_provider_reads_the_folder_the_role_fills() -> None:
     assert provider["name"]
     assert provider["type"] == "file"
     assert provider["folder"] == role_var("monitoring_grafana_dashboards_folder")
-    relative = Path(role_var("monitoring_grafana_dashboards_dir")).relative_to(
-        role_var("monitoring_grafana_provisioning_dir")
+    relative = Path(role_var("_monitoring_grafana_dashboards_dir")).relative_to(
+        role_var("_monitoring_grafana_provisioning_dir")
     )
     assert provider["options"]["path"] == f"{CONTAINER_PROVISIONING}/{relative}"
     assert provider["allowUiUpdates"] is False
@@ -149,7 +90,7 @@ def test_the_dashboard_provider_reads_the_folder_the_role_fills() -> None:
 
 def test_the_role_provisions_exactly_the_dashboards_it_ships() -> None:
     assert sorted(p.name for p in dashboard_files()) == sorted(
-        role_var("monitoring_builtin_dashboards")
+        role_var("_monitoring_builtin_dashboards")
     )
 
 

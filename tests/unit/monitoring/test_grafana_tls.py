@@ -19,8 +19,8 @@ import jinja2
 import pytest
 import yaml
 
-from tests.unit.loader import REPO, load
-from tests.unit.test_monitoring_rules import RoleVars, filters, render
+from tests.support.loader import REPO, load
+from tests.support.monitoring_role import RoleVars, render
 
 LOCAL_TLS = REPO / "roles" / "local_tls"
 local_tls_filters = load("roles/local_tls/filter_plugins/local_tls.py", "local_tls_filters")
@@ -44,9 +44,9 @@ def test_grafana_serves_https_with_the_certificate_from_the_tls_folder() -> None
     role = RoleVars({})
     service = grafana_service()
     env = service["environment"]
-    inside = role["monitoring_container_grafana_tls_dir"]
-    certificate = role["monitoring_grafana_tls_certificate_file"]
-    key = role["monitoring_grafana_tls_private_key_file"]
+    inside = role["_monitoring_container_grafana_tls_dir"]
+    certificate = role["_monitoring_grafana_tls_certificate_file"]
+    key = role["_monitoring_grafana_tls_private_key_file"]
     assert env["GF_SERVER_PROTOCOL"] == "https"
     assert env["GF_SERVER_CERT_FILE"] == f"{inside}/{certificate}"
     assert env["GF_SERVER_CERT_KEY"] == f"{inside}/{key}"
@@ -79,17 +79,17 @@ def test_without_grafana_there_is_no_grafana_service_whatever_the_tls_setting() 
 
 def test_the_play_checks_grafana_over_https_against_the_local_ca() -> None:
     role = RoleVars({})
-    assert role["monitoring_grafana_https"] is True
-    assert role["monitoring_grafana_tls_local_ca"] is True
-    assert role["monitoring_grafana_local_url"] == "https://192.0.2.30:3000"
+    assert role["_monitoring_grafana_https"] is True
+    assert role["_monitoring_grafana_tls_local_ca"] is True
+    assert role["_monitoring_grafana_local_url"] == "https://192.0.2.30:3000"
 
 
 def test_a_certificate_of_yours_is_not_the_local_ca() -> None:
     role = RoleVars(
         {"monitoring_grafana_tls_certificate": "PEM", "monitoring_grafana_tls_private_key": "KEY"}
     )
-    assert role["monitoring_grafana_https"] is True
-    assert role["monitoring_grafana_tls_local_ca"] is False
+    assert role["_monitoring_grafana_https"] is True
+    assert role["_monitoring_grafana_tls_local_ca"] is False
 
 
 @pytest.mark.parametrize(
@@ -99,13 +99,13 @@ def test_a_certificate_of_yours_is_not_the_local_ca() -> None:
 )
 def test_without_https_the_play_checks_plain_http(overrides: dict[str, Any]) -> None:
     role = RoleVars(overrides)
-    assert role["monitoring_grafana_https"] is False
-    assert role["monitoring_grafana_tls_local_ca"] is False
-    assert role["monitoring_grafana_local_url"].startswith("http://")
+    assert role["_monitoring_grafana_https"] is False
+    assert role["_monitoring_grafana_tls_local_ca"] is False
+    assert role["_monitoring_grafana_local_url"].startswith("http://")
 
 
 def test_the_certificate_names_the_host_and_the_address_the_play_uses() -> None:
-    names = RoleVars({})["monitoring_grafana_tls_cert_names"]
+    names = RoleVars({})["_monitoring_grafana_tls_cert_names"]
     assert names == ["monitoring", "192.0.2.30", "localhost", "127.0.0.1"]
 
 
@@ -116,15 +116,8 @@ def test_the_certificate_names_the_host_and_the_address_the_play_uses() -> None:
 def test_the_address_the_play_uses_is_always_named(bind: str, added: str) -> None:
     names = {"monitoring_grafana_tls_names": ["grafana.home.arpa"]}
     role = RoleVars({"monitoring_grafana_bind_address": bind, **names})
-    assert role["monitoring_grafana_tls_cert_names"] == ["grafana.home.arpa", added]
-    assert added in role["monitoring_grafana_local_url"]
-
-
-def test_local_host_is_where_a_service_is_reached_on_its_own_host() -> None:
-    assert filters.monitoring_local_host("0.0.0.0") == "127.0.0.1"
-    assert filters.monitoring_local_host("::") == "127.0.0.1"
-    assert filters.monitoring_local_host(" 192.0.2.30 ") == "192.0.2.30"
-    assert filters.monitoring_local_host("[::1]") == "::1"
+    assert role["_monitoring_grafana_tls_cert_names"] == ["grafana.home.arpa", added]
+    assert added in role["_monitoring_grafana_local_url"]
 
 
 # --- local_tls: names, and how the callers use it ---------------------------
@@ -148,7 +141,7 @@ def test_subject_alt_names_are_ip_for_addresses_and_dns_for_the_rest(name: str, 
 
 def test_the_role_turns_its_names_into_unique_subject_alt_names() -> None:
     role_vars = yaml.safe_load((LOCAL_TLS / "vars/main.yml").read_text())
-    expression = role_vars["local_tls_subject_alt_names"]
+    expression = role_vars["_local_tls_subject_alt_names"]
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)  # noqa: S701 (not HTML)
     env.filters.update(local_tls_filters.FilterModule().filters())
     rendered = env.from_string(expression).render(
@@ -212,10 +205,10 @@ def test_the_gateway_keeps_its_files_where_haproxy_reads_them() -> None:
 def test_grafana_gets_the_files_its_compose_service_names() -> None:
     (call,) = _local_tls_calls(REPO / CALLERS["monitoring"][0])
     given = call["vars"]
-    assert given["local_tls_group"] == "{{ monitoring_grafana_uid }}"
+    assert given["local_tls_group"] == "{{ _monitoring_grafana_uid }}"
     assert given["local_tls_dir"] == "{{ monitoring_grafana_tls_dir }}"
-    assert given["local_tls_names"] == "{{ monitoring_grafana_tls_cert_names }}"
-    assert given["local_tls_certificate_file"] == "{{ monitoring_grafana_tls_certificate_file }}"
-    assert given["local_tls_private_key_file"] == "{{ monitoring_grafana_tls_private_key_file }}"
-    assert given["local_tls_ca_certificate_file"] == "{{ monitoring_grafana_tls_ca_file }}"
-    assert call["when"] == "monitoring_grafana_https | bool"
+    assert given["local_tls_names"] == "{{ _monitoring_grafana_tls_cert_names }}"
+    assert given["local_tls_certificate_file"] == "{{ _monitoring_grafana_tls_certificate_file }}"
+    assert given["local_tls_private_key_file"] == "{{ _monitoring_grafana_tls_private_key_file }}"
+    assert given["local_tls_ca_certificate_file"] == "{{ _monitoring_grafana_tls_ca_file }}"
+    assert call["when"] == "_monitoring_grafana_https | bool"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.unit.loader import load
+from tests.support.loader import load
 
 f = load("roles/ollama_host/filter_plugins/ollama_host.py", "ollama_host_filters")
 
@@ -78,14 +78,6 @@ def test_client_networks_are_split_merged_and_validated() -> None:
         f.ollama_host_client_networks(["gateway.home.arpa"])
 
 
-def test_peer_addresses_come_from_facts_then_an_ip_in_ansible_host() -> None:
-    facts = {"ansible_facts": {"default_ipv4": {"address": "192.168.1.10"}}, "ansible_host": "gw"}
-    assert f.ollama_host_peer_address(facts) == "192.168.1.10"
-    assert f.ollama_host_peer_address({"ansible_host": "192.168.1.11"}) == "192.168.1.11"
-    assert f.ollama_host_peer_address({"ansible_host": "gateway.home.arpa"}) == ""
-    assert f.ollama_host_peer_address({"ansible_facts": {}}) == ""
-
-
 def test_group_members_are_unique_and_unknown_groups_empty() -> None:
     groups = {"gateway": ["gw1", "gw2"], "ollama": ["gw1", "box"]}
     assert f.ollama_host_group_members(groups, ["gateway", "ollama", "nope"]) == [
@@ -93,15 +85,6 @@ def test_group_members_are_unique_and_unknown_groups_empty() -> None:
         "gw2",
         "box",
     ]
-
-
-def test_addresses_for_urls() -> None:
-    assert f.ollama_host_ip_version("192.168.1.2") == 4
-    assert f.ollama_host_ip_version("fd00::1") == 6
-    assert f.ollama_host_ip_version("") == 0
-    assert f.ollama_host_ip_version("host.home.arpa") == 0
-    assert f.ollama_host_url_host("fd00::1") == "[fd00::1]"
-    assert f.ollama_host_url_host("192.168.1.2") == "192.168.1.2"
 
 
 def test_environment_is_quoted_for_systemd_and_empty_settings_left_out() -> None:
@@ -133,3 +116,24 @@ def test_environment_is_quoted_for_systemd_and_empty_settings_left_out() -> None
 def test_bad_environment_is_refused(extra: dict, message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=message):
         f.ollama_host_environment_assignments({"OLLAMA_HOST": "x"}, extra)
+
+
+def test_the_gateways_are_told_the_present_models_with_their_fields() -> None:
+    models = [
+        {"name": "llama3.2:3b", "tier": "cheap", "context_window": "131072"},
+        {"name": "nomic-embed-text", "state": "present", "mode": "embedding", "tier": "embed"},
+        {"name": "mistral:7b", "state": "absent", "tier": "balanced"},
+        {"name": "qwen2.5:0.5b"},
+    ]
+    assert f.ollama_host_served_models(models) == [
+        {"name": "llama3.2:3b", "mode": "chat", "tier": "cheap", "context_window": 131072},
+        {"name": "nomic-embed-text", "mode": "embedding", "tier": "embed"},
+        {"name": "qwen2.5:0.5b", "mode": "chat"},
+    ]
+
+
+def test_a_model_with_an_unknown_mode_is_refused() -> None:
+    with pytest.raises(AnsibleFilterError, match="mode 'vision'"):
+        f.ollama_host_served_models([{"name": "llava", "mode": "vision"}])
+    with pytest.raises(AnsibleFilterError, match="more than once"):
+        f.ollama_host_served_models([{"name": "llava"}, {"name": "llava:latest"}])

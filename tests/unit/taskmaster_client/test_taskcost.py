@@ -1,9 +1,9 @@
-"""taskcost (scripts/taskcost.py) and the play that points a Task Master project at the gateway.
+"""taskcost (roles/taskmaster_client/files/taskcost.py) and the play that sets a project up.
 
 The upstream here is a small local HTTP(S) server that records what reached
 it (the HTTPS one with a CA made for the test, like the gateway role's own);
 the real Task Master CLI against the real gateway is in
-tests/integration/test_taskmaster.py.
+tests/integration/taskmaster_client/test_taskmaster.py.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from typing import Any
 
 import pytest
 
-from scripts import taskcost as tc
+from tests.support.loader import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
+SOURCE = "roles/taskmaster_client/files/taskcost.py"
+tc = load(SOURCE, "taskcost")
 
 # A tasks.json as Task Master 0.43 writes it (JSON.stringify(data, null, 2), no
 # final newline), with a second tag, a non-ASCII title and metadata of its own.
@@ -471,7 +473,7 @@ def test_a_killed_run_is_undone_by_the_next_command_and_a_live_one_is_left_alone
     project = write_project(tmp_path, f"{upstream.url}/v1")
     config = project / ".taskmaster" / "config.json"
     before = config.read_text()
-    script = str(REPO / "scripts/taskcost.py")
+    script = str(REPO / SOURCE)
     run = subprocess.Popen(
         [sys.executable, script, "run", "5", "--", sys.executable, "-c", SLEEPER],
         cwd=project,

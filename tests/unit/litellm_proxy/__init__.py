@@ -1,0 +1,1 @@
+"""Unit tests of the litellm_proxy role's files."""

@@ -1,0 +1,109 @@
+"""Who may use the gateway: the custom_auth hook (gateway/auth.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gateway import auth
+from gateway.ratelimit import FileWindow, MemoryWindow
+from litellm.proxy._types import LitellmUserRoles, ProxyException
+
+
+def _request(path: str, body: dict | None = None) -> Any:
+    """A minimal Starlette request for the auth hook."""
+    from starlette.requests import Request
+
+    payload = json.dumps(body or {}).encode()
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    return Request(scope, receive)
+
+
+MASTER = "sk-master-" + "m" * 30
+METRICS = "sk-metrics-" + "x" * 30
+HA_KEY = "sk-ha-" + "h" * 30
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_MASTER_KEY", MASTER)
+    monkeypatch.setenv("GATEWAY_METRICS_KEY", METRICS)
+    table = {"home-assistant": {"key": HA_KEY, "models": ["cheap"], "rpm": 2}}
+    monkeypatch.setenv("GATEWAY_APP_KEYS", base64.b64encode(json.dumps(table).encode()).decode())
+    monkeypatch.setattr(auth, "_APPS", None)
+
+
+def authenticate(path: str, key: str, body: dict | None = None) -> Any:
+    return asyncio.run(auth.user_api_key_auth(_request(path, body), key))
+
+
+def refused(path: str, key: str, body: dict | None = None) -> Any:
+    with pytest.raises(ProxyException) as caught:
+        authenticate(path, key, body)
+    return caught.value
+
+
+@pytest.mark.usefixtures("keys")
+def test_master_key_may_do_anything() -> None:
+    assert authenticate("/model/info", f"Bearer {MASTER}").user_role == LitellmUserRoles.PROXY_ADMIN
+
+
+@pytest.mark.usefixtures("keys")
+def test_metrics_key_reads_metrics_only() -> None:
+    assert authenticate("/metrics", METRICS).key_alias == "metrics"
+    assert refused("/v1/chat/completions", METRICS, {"model": "cheap"}).code == "403"
+
+
+@pytest.mark.usefixtures("keys")
+def test_missing_and_wrong_keys_get_401() -> None:
+    assert refused("/v1/chat/completions", "").code == "401"
+    assert refused("/v1/chat/completions", "sk-wrong-" + "w" * 30).code == "401"
+
+
+@pytest.mark.usefixtures("keys")
+def test_app_key_is_held_to_its_aliases_routes_and_rate() -> None:
+    body = {"model": "cheap", "messages": []}
+    assert authenticate("/v1/chat/completions", HA_KEY, body).key_alias == "home-assistant"
+    smart = refused("/v1/chat/completions", HA_KEY, {"model": "smart"})
+    assert smart.code == "403" and "'smart'" in smart.message
+    assert refused("/model/info", HA_KEY).code == "403"
+    authenticate("/v1/chat/completions", HA_KEY, body)
+    limited = refused("/v1/chat/completions", HA_KEY, body)
+    assert limited.code == "429"
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+
+
+def test_app_keys_share_the_window_through_the_state_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATEWAY_STATE_DIR", str(tmp_path))
+    first = auth.App("home-assistant", HA_KEY, frozenset(), 2)
+    second = auth.App("home-assistant", HA_KEY, frozenset(), 2)  # as another worker has it
+    assert isinstance(first.window, FileWindow)
+    assert first.retry_after(500.0) == 0
+    assert second.retry_after(501.0) == 0
+    assert 1 <= second.retry_after(502.0) <= 60
+    assert 1 <= first.retry_after(503.0) <= 60
+
+
+def test_without_a_state_folder_each_process_counts_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_STATE_DIR", raising=False)
+    app = auth.App("home-assistant", HA_KEY, frozenset(), 1)
+    assert isinstance(app.window, MemoryWindow)
+    assert app.retry_after(10.0) == 0
+    assert app.retry_after(11.0) == 59

@@ -1,0 +1,75 @@
+"""scripts/deploy.py and scripts/ansible.py hand the vault password to Ansible as
+the vault id `llm-gateway`, so that a vault password file of the user's own
+(ANSIBLE_VAULT_PASSWORD_FILE, as many Ansible users set) does not clash with
+it: Ansible refuses two passwords for its default id ("vault-ids default,default")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.loader import REPO
+
+sys.path.insert(0, str(REPO))
+from scripts import vault
+
+VAULT_BIN = Path(sys.executable).parent / "ansible-vault"
+
+
+@pytest.fixture
+def password_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "vault-password"
+    path.write_text("llmlab-unit-vault-password-not-a-secret\n")
+    monkeypatch.setenv("LLM_GATEWAY_VAULT_PASSWORD_FILE", str(path))
+    return path
+
+
+def test_the_password_goes_as_its_own_vault_id(password_file: Path) -> None:
+    assert vault.vault_id_args([]) == ["--vault-id", f"llm-gateway@{password_file}"]
+    assert vault.vault_id_args(["--ask-vault-pass"]) == []
+    assert vault.vault_id_args(["--vault-id", f"llm-gateway@{password_file}"]) == []
+
+
+def test_nothing_is_added_before_deploy_wrote_the_password(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_VAULT_PASSWORD_FILE", str(tmp_path / "none"))
+    assert vault.vault_id_args([]) == []
+
+
+def test_a_users_own_vault_password_file_does_not_get_in_the_way(
+    password_file: Path, tmp_path: Path
+) -> None:
+    plain = tmp_path / "vault.yml"
+    plain.write_text('vault_litellm_master_key: "sk-llmlab-unit-test-key-not-a-secret-000"\n')
+    encrypt = subprocess.run(
+        [
+            str(VAULT_BIN),
+            "encrypt",
+            *vault.vault_id_args([]),
+            "--encrypt-vault-id",
+            "llm-gateway",
+            str(plain),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert encrypt.returncode == 0, encrypt.stderr
+    assert plain.read_text().startswith("$ANSIBLE_VAULT;1.2;AES256;llm-gateway")
+    theirs = tmp_path / "their-own-password"
+    theirs.write_text("something else entirely\n")
+    env = {**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(theirs)}
+    view = subprocess.run(
+        [str(VAULT_BIN), "view", *vault.vault_id_args([]), str(plain)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+    )
+    assert view.returncode == 0, view.stderr
+    assert "sk-llmlab-unit-test-key-not-a-secret-000" in view.stdout

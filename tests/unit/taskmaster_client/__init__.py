@@ -1,0 +1,1 @@
+"""Unit tests of the taskmaster_client role's files."""

@@ -4,9 +4,10 @@
 engines fetched at run time). The master key may do anything; the metrics key
 may only read `/metrics` (Prometheus scrapes with it, so the master key never
 sits on the monitoring host); each application key may use the model API with
-the aliases it was given (403 otherwise) up to its requests per minute (429
-with Retry-After otherwise; the windows are in :mod:`gateway.ratelimit`);
-anything else is refused with 401. Keys come from the environment (the stack's
+the aliases it was given (403 otherwise), without naming fallback models of
+its own in the body (400), up to its requests per minute (429 with
+Retry-After otherwise; the windows are in :mod:`gateway.ratelimit`); anything
+else is refused with 401. Keys come from the environment (the stack's
 env file, mode 0600), never from the config file: LITELLM_MASTER_KEY,
 GATEWAY_METRICS_KEY and GATEWAY_APP_KEYS.
 """
@@ -58,6 +59,20 @@ APP_ROUTES = frozenset(
     }
 )
 LISTING_ROUTES = frozenset({"/models", "/v1/models"})
+# Fields of a request body that name other models to try: an application key
+# held to some aliases must not widen them through the body. (The tier
+# fallbacks of the config are held to the key's aliases by LiteLLM itself:
+# general_settings.enforce_fallback_model_access, on by default since 1.108.)
+FALLBACK_FIELDS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+
+
+def _fallback_fields(body: dict) -> list[str]:
+    """The fallback fields a body sets, at the top and in the places LiteLLM reads."""
+    holders = [body]
+    for key in ("metadata", "litellm_metadata", "router_settings_override"):
+        if isinstance(body.get(key), dict):
+            holders.append(body[key])
+    return [f for f in FALLBACK_FIELDS if any(h.get(f) not in (None, [], {}) for h in holders)]
 
 
 class App:
@@ -110,11 +125,23 @@ async def _app_auth(request: Request, app: App) -> UserAPIKeyAuth:
     route = request.url.path.rstrip("/")
     if route not in APP_ROUTES:
         raise _refuse(403, f"the key of {app.name} may only use the model API, not {route}")
-    if app.models and route not in LISTING_ROUTES:
+    if route not in LISTING_ROUTES:
         from litellm.proxy.common_utils.http_parsing_utils import read_request_body
 
-        model = (await read_request_body(request=request)).get("model")
-        if model not in app.models:
+        body = await read_request_body(request=request)
+        fields = _fallback_fields(body)
+        if fields:
+            raise ProxyException(
+                message=(
+                    f"an application key may not choose fallback models in the request: "
+                    f"{', '.join(fields)}; the gateway's tiers fall back on their own"
+                ),
+                type="invalid_request_error",
+                param=fields[0],
+                code=400,
+            )
+        model = body.get("model")
+        if app.models and model not in app.models:
             allowed = ", ".join(sorted(app.models))
             raise _refuse(403, f"{app.name} may not use model {model!r}; allowed: {allowed}")
     wait = app.retry_after(time.monotonic())

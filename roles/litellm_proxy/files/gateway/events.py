@@ -132,6 +132,22 @@ def tags_of(holder: Mapping[str, Any]) -> list[Any]:
     return tags
 
 
+# What a text column may hold: Postgres refuses NUL in text, and a lone
+# surrogate cannot be encoded at all; a client chooses some of these values
+# (the model name, tags), so they are cleaned here, and bounded.
+TEXT_LIMIT = 500
+
+
+def clean_text(value: Any) -> Any:
+    """A string as Postgres takes it: no NUL, valid UTF-8, at most TEXT_LIMIT
+    characters; anything that is not a string is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    text = value.replace("\x00", "\ufffd")
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return text[:TEXT_LIMIT]
+
+
 def new_row(**fields: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(id=uuid.uuid4().hex, ts=time.time(), consumer="master", input_tokens=0)
@@ -139,7 +155,7 @@ def new_row(**fields: Any) -> dict[str, Any]:
     unknown = set(fields) - set(COLUMNS)
     if unknown:
         raise ValueError(f"unknown ledger fields: {sorted(unknown)}")
-    row.update(fields)
+    row.update({key: clean_text(value) for key, value in fields.items()})
     return row
 
 

@@ -15,19 +15,22 @@ segment after a crash adds nothing twice) and then deletes them. A slow or
 stopped Postgres never slows or fails a request: rows wait in the spool (a
 folder of the host, mounted) and are written when it is back.
 
-Several worker processes (and, later, several gateway hosts) each run their own
-ledger on one spool folder and one database, so Postgres is where they agree:
-the check for a tagged request reads the task's budgets and spend there (one
-small query, off the event loop), plus what this process recorded that is not
-there yet. What another process recorded in the last second or so, before its
-next flush, is not seen: a budget can be overrun by that much. Untagged requests
-never wait for the database. While Postgres is away the check uses what this
-process knows (spend reloaded from Postgres every 30 s, plus its own rows since):
-it fails open rather than refusing everything.
+Several worker processes (and several gateway hosts) each run their own ledger
+on one spool folder and one database, so Postgres is where they agree: a call
+for a task with a budget reserves its worst-case cost there first, under a
+lock every process takes (:mod:`gateway.reservations`), and is refused with
+402 when the task's spend and reservations have reached its budget; so
+concurrent calls overrun a budget by one call at most. Untagged requests, and
+tasks without a budget, never wait for the database. While Postgres is
+unreachable a call for a task with a budget is refused with 503
+(``GATEWAY_BUDGETS_WITHOUT_DATABASE=refuse``, the default) or served and
+counted in ``gateway_ledger_unchecked_requests_total`` (``serve``), checked
+against what this process knows.
 
 Environment: ``GATEWAY_LEDGER_DSN`` (libpq URL; empty keeps rows in the spool
 only), ``GATEWAY_LEDGER_SPOOL`` (default ``/var/lib/gateway-ledger``),
-``GATEWAY_TASK_BUDGETS``, ``GATEWAY_LEDGER_FLUSH_SECONDS`` (default 1), and
+``GATEWAY_TASK_BUDGETS``, ``GATEWAY_BUDGETS_WITHOUT_DATABASE`` (refuse, or
+serve), ``GATEWAY_LEDGER_FLUSH_SECONDS`` (default 1), and
 ``PROMETHEUS_MULTIPROC_DIR`` (:mod:`gateway.metrics`).
 """
 
@@ -47,6 +50,7 @@ from typing import Any, NamedTuple
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from gateway import reservations
 from gateway.budgets import Budgets, Refusal, Spend, parse_budgets
 from gateway.events import (
     attempt_failure_row,
@@ -59,6 +63,7 @@ from gateway.events import (
     to_float,
 )
 from gateway.metrics import Metrics
+from gateway.reservations import applicable_budgets, worst_case_cost
 from gateway.spool import Spool
 from gateway.store import Store
 from gateway.tasks import task_from_tags, task_root
@@ -70,6 +75,13 @@ BUDGET_REFRESH_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 30.0
 
 
+# How long a call's reservation counts at most (a worker killed mid-call
+# never settles its own): longer than any call the gateway lets run.
+RESERVATION_TTL_SECONDS = 900
+# What a call for a task with a budget gets while Postgres is unreachable.
+WITHOUT_DATABASE = ("refuse", "serve")
+
+
 class Settings(NamedTuple):
     """What the environment says."""
 
@@ -77,16 +89,28 @@ class Settings(NamedTuple):
     spool: Path
     budgets: dict[str, float]
     flush_seconds: float
+    without_database: str = "refuse"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        mode = env.get("GATEWAY_BUDGETS_WITHOUT_DATABASE", "").strip() or "refuse"
         return cls(
             dsn=env.get("GATEWAY_LEDGER_DSN", "").strip(),
             spool=Path(env.get("GATEWAY_LEDGER_SPOOL", "").strip() or DEFAULT_SPOOL),
             budgets=parse_budgets(env.get("GATEWAY_TASK_BUDGETS")),
             flush_seconds=max(to_float(env.get("GATEWAY_LEDGER_FLUSH_SECONDS")) or 1.0, 0.05),
+            without_database=mode if mode in WITHOUT_DATABASE else "refuse",
         )
+
+
+def _proxy_exception_type() -> type[BaseException]:
+    """LiteLLM's ProxyException (what the pre-call hook raises on purpose)."""
+    try:
+        from litellm.proxy._types import ProxyException
+    except ImportError:
+        return BudgetExceeded
+    return ProxyException
 
 
 def current_router() -> Any:
@@ -97,6 +121,25 @@ def current_router() -> Any:
 
 class BudgetExceeded(Exception):
     """Raised from the pre-call hook; the proxy answers it with HTTP 402."""
+
+
+class BudgetUnchecked(Exception):
+    """Raised from the pre-call hook; the proxy answers it with HTTP 503."""
+
+
+def unchecked_error(task: str) -> Exception:
+    """A call for a task with a budget while the ledger's database is unreachable
+    (GATEWAY_BUDGETS_WITHOUT_DATABASE=refuse, the default)."""
+    message = (
+        f"task {task} has a budget, and the ledger's database is unreachable, so the "
+        "gateway cannot reserve what this call may cost: calls for tasks with a budget "
+        "are refused until it is back (litellm_proxy_task_budgets_without_database)"
+    )
+    try:
+        from litellm.proxy._types import ProxyException
+    except ImportError:
+        return BudgetUnchecked(message)
+    return ProxyException(message=message, type="budget_unchecked", param="task", code=503)
 
 
 def budget_error(refusal: Refusal) -> Exception:
@@ -153,6 +196,8 @@ class CostLedger(CustomLogger):
         # The budget check's own connection, used from one thread at a time.
         self._check_lock = threading.Lock()
         self._check_conn: Any = None
+        # The calls this process reserved for, until they are settled.
+        self._reserved: set[str] = set()
 
     # --- the hooks LiteLLM calls ----------------------------------------------------
 
@@ -161,7 +206,7 @@ class CostLedger(CustomLogger):
     ) -> dict:
         try:
             task = task_from_tags(tags_of(data))
-            refusal = await self.check(task) if task else None
+            refusal = await self.admit(task, data) if task else None
             if refusal is None:
                 return data
             metadata = data.get("metadata") or data.get("litellm_metadata") or {}
@@ -186,6 +231,8 @@ class CostLedger(CustomLogger):
                     call_type=getattr(call_type, "value", call_type),
                 )
             )
+        except (BudgetUnchecked, _proxy_exception_type()):
+            raise
         except Exception:  # a bug here must not turn every request into a 500
             LOG.exception("cost ledger: the budget check failed; the request goes ahead")
             return data
@@ -200,7 +247,9 @@ class CostLedger(CustomLogger):
             key = f"success:{slo.get('litellm_call_id')}:{slo.get('id')}"
             if not self._remember(key):
                 return
-            self.record(success_row(kwargs, self._api_base_of))
+            row = success_row(kwargs, self._api_base_of)
+            self.record(row)
+            await self._settle(row.get("request_id"), to_float(row.get("cost_usd")))
         except Exception:  # a logging hook must never fail a request
             LOG.exception("cost ledger: could not record a success")
 
@@ -226,6 +275,7 @@ class CostLedger(CustomLogger):
         try:
             slo = kwargs.get("standard_logging_object") or {}
             call_id = slo.get("litellm_call_id") or kwargs.get("litellm_call_id")
+            await self._settle(call_id, 0.0)  # the request failed: it cost nothing
             if slo.get("model_id") or f"refused:{call_id}" in self._seen:
                 return  # an attempt on a deployment: the deployment hook recorded it
             if not self._remember(f"failure:{call_id}"):
@@ -367,7 +417,7 @@ class CostLedger(CustomLogger):
                 if rows is None:
                     continue
                 if rows:
-                    self.store.insert(conn, rows)
+                    self._insert(conn, rows, path)
                 path.unlink(missing_ok=True)
                 moved += len(rows)
         base = self.store.spend_by_task(conn) if refresh else None
@@ -380,7 +430,105 @@ class CostLedger(CustomLogger):
         self.database_up, self.last_error = True, None
         return moved
 
+    def _insert(self, conn: Any, rows: list[dict[str, Any]], path: Path) -> None:
+        """Insert a segment's rows. A row Postgres refuses (a value it cannot
+        store) must not hold up the others for ever: the segment is inserted
+        again row by row, and the refused rows go to the spool's quarantine
+        folder, counted and shown in the status, while an unreachable database
+        (any other error) still leaves the whole segment in the spool."""
+        assert self.store is not None
+        try:
+            self.store.insert(conn, rows)
+            return
+        except self.store.row_errors() as error:
+            conn.rollback()
+            LOG.warning("cost ledger: Postgres refused a row of %s (%s)", path.name, error)
+        refused = self.store.insert_each(conn, rows)
+        if refused:
+            kept = self.spool.quarantine(refused)
+            self.metrics.quarantined(len(refused))
+            LOG.error(
+                "cost ledger: %s row(s) Postgres refused are kept in %s, the other %s moved",
+                len(refused),
+                kept,
+                len(rows) - len(refused),
+            )
+
     # --- the budget check ---------------------------------------------------------
+
+    async def admit(self, task: str, data: Mapping[str, Any]) -> Refusal | None:
+        """Reserve the call's worst case against its task's budgets, in Postgres, or
+        say which budget it would not fit in. Without a database configured, what
+        this process knows decides; while the database is unreachable, a task with a
+        budget is refused (503) or served unchecked, as the settings say."""
+        if self.store is None:
+            return self.budgets.check(task, self.spend)
+        call_id = str(data.get("litellm_call_id") or "")
+        if self.database_up and call_id:
+            try:
+                amount = worst_case_cost(data, self._router_getter())
+                refusal, reserved = await asyncio.to_thread(
+                    self._reserve_with_database, call_id, task, amount
+                )
+            except Exception as error:
+                LOG.warning("cost ledger: budget check without Postgres (%s)", error)
+                with self._check_lock:
+                    self._close_check_connection()
+            else:
+                if reserved:
+                    with self._lock:
+                        self._reserved.add(call_id)
+                return refusal
+        if not applicable_budgets(task, self.budgets.effective()):
+            return None
+        if self.settings.without_database == "refuse":
+            raise unchecked_error(task)
+        self.metrics.unchecked()
+        return self.budgets.check(task, self.spend)
+
+    def _reserve_with_database(
+        self, call_id: str, task: str, amount: float
+    ) -> tuple[Refusal | None, bool]:
+        assert self.store is not None
+        with self._check_lock:
+            if self._check_conn is None or getattr(self._check_conn, "closed", False):
+                self._check_conn = self.store.connect()
+            try:
+                return reservations.reserve(
+                    self._check_conn,
+                    call_id,
+                    task,
+                    self.budgets.from_env,
+                    amount,
+                    RESERVATION_TTL_SECONDS,
+                )
+            except Exception:
+                _close_quietly(self._check_conn)
+                self._check_conn = None
+                raise
+
+    async def _settle(self, call_id: Any, cost: float) -> None:
+        """A call this process reserved for ended: it holds its real cost now."""
+        with self._lock:
+            if not call_id or call_id not in self._reserved:
+                return
+            self._reserved.discard(call_id)
+        try:
+            await asyncio.to_thread(self._settle_with_database, str(call_id), cost)
+        except Exception as error:  # the reservation then counts until it expires
+            LOG.warning("cost ledger: could not settle a reservation (%s)", error)
+
+    def _settle_with_database(self, call_id: str, cost: float) -> None:
+        assert self.store is not None
+        with self._check_lock:
+            if self._check_conn is None or getattr(self._check_conn, "closed", False):
+                self._check_conn = self.store.connect()
+            try:
+                reservations.settle(self._check_conn, call_id, cost)
+            except Exception:
+                _close_quietly(self._check_conn)
+                self._check_conn = None
+                raise
 
     async def check(self, task: str) -> Refusal | None:
         """The budget `task` has reached, if any: from Postgres while it answers."""
@@ -423,6 +571,7 @@ class CostLedger(CustomLogger):
             else ("up" if self.database_up else "down"),
             "last_error": self.last_error,
             "pending_rows": self.spool.pending_rows(),
+            "quarantined_rows": self.spool.quarantined_rows(),
             "spool": str(self.spool.directory),
             "seeded": self.seeded,
             "spend_by_task": standing["spend_by_task"],

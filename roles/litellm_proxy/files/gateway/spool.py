@@ -23,6 +23,8 @@ from typing import Any
 
 LOG = logging.getLogger("cost_ledger")
 SEGMENT_GLOB = "ledger-*.jsonl"
+# Rows Postgres refused, kept on disk for a person to look at (never retried).
+QUARANTINE = "quarantine"
 
 
 class Spool:
@@ -119,6 +121,27 @@ class Spool:
                 continue
             if isinstance(row, dict) and row.get("id"):
                 yield row
+
+    def quarantine(self, refused: list[tuple[Mapping[str, Any], str]]) -> Path:
+        """Keep rows Postgres refused in the quarantine folder, each with the reason."""
+        folder = self.directory / QUARANTINE
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / f"refused-{time.strftime('%Y%m%d')}-{self._instance}.jsonl"
+        with path.open("a", encoding="utf-8") as handle:
+            for row, reason in refused:
+                handle.write(json.dumps({"refused_because": reason, "row": dict(row)}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return path
+
+    def quarantined_rows(self) -> int:
+        """Rows in the quarantine folder, whichever process put them there."""
+        folder = self.directory / QUARANTINE
+        total = 0
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            with contextlib.suppress(OSError), path.open("rb") as handle:
+                total += handle.read().count(b"\n")
+        return total
 
     def pending_rows(self) -> int:
         """Rows in every segment of the folder, whichever process wrote them."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway import reservations
 from gateway.events import COLUMNS, to_float
 
 INSERT_BATCH = 500
@@ -93,7 +94,7 @@ class Store:
         with conn.cursor() as cur:
             # Two connections creating the same table at once would collide.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('gateway_ledger_schema'))")
-            for statement in SCHEMA:
+            for statement in SCHEMA + reservations.SCHEMA:
                 cur.execute(statement)
         conn.commit()
 
@@ -108,7 +109,33 @@ class Store:
         with conn.cursor() as cur:
             for start in range(0, len(rows), INSERT_BATCH):
                 cur.executemany(query, [_sql_row(r) for r in rows[start : start + INSERT_BATCH]])
+            # The calls these rows are of stop counting as reservations in the
+            # same transaction: a call is counted once, one way or the other.
+            reservations.release_moved(
+                cur, sorted({str(r["request_id"]) for r in rows if r.get("request_id")})
+            )
         conn.commit()
+
+    @staticmethod
+    def row_errors() -> tuple[type[BaseException], ...]:
+        """What Postgres (or psycopg, before it sends) raises for a row it will not
+        take, as opposed to a database it cannot reach (OperationalError)."""
+        import psycopg
+
+        return (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
+
+    def insert_each(
+        self, conn: Any, rows: list[Mapping[str, Any]]
+    ) -> list[tuple[Mapping[str, Any], str]]:
+        """Insert rows one at a time; return the ones Postgres refused, with why."""
+        refused: list[tuple[Mapping[str, Any], str]] = []
+        for row in rows:
+            try:
+                self.insert(conn, [row])
+            except self.row_errors() as error:
+                conn.rollback()
+                refused.append((row, f"{type(error).__name__}: {error}"[:500]))
+        return refused
 
     @staticmethod
     def spend_by_task(conn: Any, root: str | None = None) -> dict[str, float]:

@@ -54,5 +54,5 @@ def db(postgres: Postgres) -> Postgres:
     store = Store(postgres.dsn)
     with contextlib.closing(store.connect()) as conn:
         store.ensure_schema(conn)
-    postgres.query("TRUNCATE gateway_ledger, gateway_task_budgets")
+    postgres.query("TRUNCATE gateway_ledger, gateway_task_budgets, gateway_task_reservations")
     return postgres

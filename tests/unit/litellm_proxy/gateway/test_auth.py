@@ -107,3 +107,38 @@ def test_without_a_state_folder_each_process_counts_alone(monkeypatch: pytest.Mo
     assert isinstance(app.window, MemoryWindow)
     assert app.retry_after(10.0) == 0
     assert app.retry_after(11.0) == 59
+
+
+@pytest.mark.usefixtures("keys")
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "cheap", "fallbacks": ["claude-sonnet-4-5"]},
+        {"model": "cheap", "context_window_fallbacks": [{"cheap": ["smart"]}]},
+        {"model": "cheap", "content_policy_fallbacks": [{"cheap": ["smart"]}]},
+        {"model": "cheap", "metadata": {"fallbacks": ["smart"]}},
+        {"model": "cheap", "router_settings_override": {"fallbacks": [{"cheap": ["smart"]}]}},
+    ],
+)
+def test_an_app_key_may_not_choose_its_own_fallbacks(body: dict) -> None:
+    refusal = refused("/v1/chat/completions", HA_KEY, body)
+    assert refusal.code == "400"
+    assert "fallback" in refusal.message and refusal.param in auth.FALLBACK_FIELDS
+
+
+@pytest.mark.usefixtures("keys")
+def test_the_master_key_may_still_name_fallbacks() -> None:
+    body = {"model": "cheap", "fallbacks": ["smart"]}
+    assert (
+        authenticate("/v1/chat/completions", MASTER, body).user_role == LitellmUserRoles.PROXY_ADMIN
+    )
+
+
+def test_the_front_and_the_hook_serve_the_same_routes() -> None:
+    """HAProxy passes the house the routes application keys may use, and no others."""
+    import yaml
+
+    from tests.support.loader import REPO
+
+    role_vars = yaml.safe_load((REPO / "roles/litellm_proxy/vars/main.yml").read_text())
+    assert set(role_vars["_litellm_proxy_public_routes"]) == set(auth.APP_ROUTES)

@@ -93,3 +93,13 @@ def test_a_fallback_hop_records_its_depth(tmp_path: Path) -> None:
         )
     )
     assert read_own(ledger)[0]["fallbacks"] == 1
+
+
+def test_text_a_client_chose_is_cleaned_for_postgres() -> None:
+    from gateway import events
+
+    row = events.new_row(alias="x\u0000y", model="z\ud800", error="e" * 2000)
+    assert row["alias"] == "x\ufffdy"
+    assert row["model"].encode("utf-8")
+    assert len(row["error"]) == events.TEXT_LIMIT
+    assert row["input_tokens"] == 0

@@ -39,3 +39,14 @@ def test_metrics_create_the_shared_folder_of_the_worker_processes(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
     assert Metrics().enabled
     assert shared.is_dir()
+
+
+def test_task_labels_are_bounded() -> None:
+    from gateway.metrics import MAX_TASK_LABELS, OTHER_TASKS, Metrics
+
+    metrics = Metrics()
+    labels = {metrics.task_label(f"{n}.1") for n in range(MAX_TASK_LABELS + 50)}
+    assert len(labels) == MAX_TASK_LABELS + 1
+    assert OTHER_TASKS in labels
+    assert metrics.task_label("3.4") == "3"  # a task labelled before keeps its label
+    assert metrics.task_label(None) == "none"

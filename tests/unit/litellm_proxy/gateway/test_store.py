@@ -75,3 +75,36 @@ def test_the_summary_groups_by_task_model_provider_and_status(db: Postgres, tmp_
     assert success["cost_usd"] == pytest.approx(2 * 4.05e-06)
     listed = ledger.query(lambda conn: ledger.store.rows(conn, "50", None, 10))
     assert {r["task"] for r in listed} == {"50", "50.1"}
+
+
+@pytest.mark.engine
+def test_a_row_postgres_refuses_is_quarantined_and_the_others_still_move(
+    db: Postgres, tmp_path: Path
+) -> None:
+    """A row Postgres will not store (a NUL in a text column, written by a ledger of
+    an earlier release that did not clean it) no longer holds up every row behind
+    it: it is kept in the quarantine folder, counted, and the database stays up."""
+    import json
+
+    ledger = make_ledger(tmp_path, dsn=db.dsn)
+    for task in ("70", "71"):
+        run(ledger.async_log_success_event(success_kwargs(task=task), None, None, None))
+    ledger.spool.rotate()
+    (segment,) = ledger.spool.segments()
+    bad = json.loads(segment.read_text().splitlines()[0])
+    bad.update(id="bad-row-id", alias="x\u0000y")
+    with segment.open("a") as handle:
+        handle.write(json.dumps(bad) + "\n")
+    assert ledger.flush_once() == 3
+    assert ledger.spool.segments() == []
+    assert db.query("SELECT count(*) FROM gateway_ledger")[0][0] == 2
+    assert db.query("SELECT count(*) FROM gateway_ledger WHERE id = 'bad-row-id'")[0][0] == 0
+    status = ledger.status()
+    assert status["database"] == "up" and status["quarantined_rows"] == 1
+    (kept,) = (tmp_path / "quarantine").glob("*.jsonl")
+    entry = json.loads(kept.read_text())
+    assert entry["row"]["id"] == "bad-row-id" and "NUL" in entry["refused_because"]
+    # The next flush goes on as usual.
+    run(ledger.async_log_success_event(success_kwargs(task="72"), None, None, None))
+    assert ledger.flush_once() == 1
+    assert db.query("SELECT count(*) FROM gateway_ledger")[0][0] == 3

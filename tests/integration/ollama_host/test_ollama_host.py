@@ -297,3 +297,41 @@ def test_the_firewall_is_loaded_at_boot_before_ollama(ollama: Any) -> None:
     assert "ollama.service" in before.split("=", 1)[1].split()
     requires = ollama.check_output("systemctl show -p Requires ollama")
     assert FIREWALL_UNIT in requires, "ollama.service may start without its firewall"
+
+
+ADMIN_RULES = """
+# An admin's own rules, in the distribution's firewall config (lab test).
+table inet lab_admin_rules {
+	chain input {
+		type filter hook input priority filter + 10; policy accept;
+	}
+}
+"""
+
+
+@pytest.mark.parametrize("action", ["start", "reload", "restart"])
+def test_the_allowlist_survives_the_distributions_firewall(
+    action: str, ollama: Any, hosts: dict[str, Any], api_address: str, port: int, api_url: str
+) -> None:
+    """Debian's nftables.service loads /etc/nftables.conf, which begins with
+    `flush ruleset`: starting, reloading or restarting it must leave the Ollama
+    API's table in place (with the admin's own rules next to it), and the port
+    closed to everyone but the gateways."""
+    conf = ollama.file("/etc/nftables.conf").content_string
+    try:
+        ollama.run_expect([0], f"printf %s {shlex.quote(conf + ADMIN_RULES)} > /etc/nftables.conf")
+        if action == "reload":
+            ollama.run_expect([0], "systemctl start nftables")
+        ollama.run_expect([0], f"systemctl {action} nftables")
+        tables = ollama.check_output("nft list tables")
+        assert f"table inet {FIREWALL_TABLE}" in tables, tables
+        assert "table inet lab_admin_rules" in tables, tables
+        result = hosts["providers"].check_output(
+            "python3 -c %s %s %s 3", CONNECT, api_address, str(port)
+        )
+        assert result.startswith("blocked"), f"providers reached the API after {action} ({result})"
+        assert fetch(hosts["gateway"], f"{api_url}/api/version").get("status") == 200
+    finally:
+        ollama.run_expect([0], f"printf %s {shlex.quote(conf)} > /etc/nftables.conf")
+        ollama.run_expect([0], "systemctl restart nftables && systemctl start ollama")
+    assert f"table inet {FIREWALL_TABLE}" in ollama.check_output("nft list tables")

@@ -143,13 +143,18 @@ def _flatten(value: object) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def lab_secrets() -> list[str]:
-    """Every (fake) secret value of the lab's vault: no output or file may show one."""
+def lab_vault() -> dict[str, Any]:
+    """The lab's vault, decrypted: its secrets are fake."""
     password = (REPO / "molecule/default/vault-password.txt").read_bytes().strip()
     vault = VaultLib([("default", VaultSecret(password))])
-    data = yaml.safe_load(
+    return yaml.safe_load(
         vault.decrypt((REPO / "molecule/default/group_vars/all/vault.yml").read_bytes())
     )
-    values = _flatten(data)
+
+
+@pytest.fixture(scope="session")
+def lab_secrets(lab_vault: dict[str, Any]) -> list[str]:
+    """Every (fake) secret value of the lab's vault: no output or file may show one."""
+    values = _flatten(lab_vault)
     assert len(values) >= 6
     return values

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import subprocess
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -36,10 +33,8 @@ import yaml
 from tests.support.dashboards import DASHBOARDS_DIR, dashboard_queries
 from tests.support.lab_client import Emulator, answered_by, chat, flat, run_playbook
 from tests.support.monitoring_role import filters
+from tests.support.prometheus import Prometheus, fetch_json, settings
 
-REPO = Path(__file__).resolve().parents[3]
-ROLE = REPO / "roles" / "monitoring"
-LAB_VARS = REPO / "molecule" / "default" / "group_vars" / "monitoring" / "lab.yml"
 STACK_HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring")
 EXPECTED_JOBS = {"prometheus", "alertmanager", "node", "litellm"}
 GRAFANA_UID = 472
@@ -47,13 +42,6 @@ T = TypeVar("T")
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def settings() -> dict[str, Any]:
-    """The role's defaults with the lab's values on top (as written, not templated)."""
-    values = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    values.update(yaml.safe_load(LAB_VARS.read_text()) or {})
-    return values
 
 
 def seconds(name: str) -> float:
@@ -72,50 +60,6 @@ def poll(check: Callable[[], T], deadline_s: float, what: str, every_s: float = 
                 f"{what} did not happen within {deadline_s:.0f}s (last: {value!r})"
             )
         time.sleep(every_s)
-
-
-def fetch_json(host: testinfra.host.Host, url: str) -> Any:
-    """GET `url` on `host` itself: Prometheus and Alertmanager listen on the monitoring
-    host's loopback only (their default), so the tests ask them there."""
-    script = (
-        "import sys, urllib.request; "
-        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
-    )
-    result = host.run(f"python3 -c {shlex.quote(script)} {shlex.quote(url)}")
-    assert result.rc == 0, f"GET {url} on the host: {result.stderr}"
-    return json.loads(result.stdout)
-
-
-class Prometheus:
-    """Prometheus' HTTP API, on the monitoring host."""
-
-    def __init__(self, host: testinfra.host.Host) -> None:
-        self.host = host
-        self.url = f"http://127.0.0.1:{settings()['monitoring_prometheus_port']}"
-
-    def _get(self, path: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        body = fetch_json(self.host, f"{self.url}{path}{query}")
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        return self._get("/api/v1/query", query=expr)["result"]
-
-    def targets(self) -> list[dict[str, Any]]:
-        return self._get("/api/v1/targets", state="active")["activeTargets"]
-
-    def alerts(self, name: str, **labels: str) -> list[dict[str, Any]]:
-        """Pending and firing alerts of that name whose labels include `labels`."""
-        return [
-            a
-            for a in self._get("/api/v1/alerts")["alerts"]
-            if a["labels"].get("alertname") == name
-            and all(a["labels"].get(k) == v for k, v in labels.items())
-        ]
-
-    def rule_groups(self) -> set[str]:
-        return {g["name"] for g in self._get("/api/v1/rules", type="alert")["groups"]}
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,27 @@ def llm_gateway_secret_problem(value: Any, prefix: str = "", min_length: int = 0
     return ""
 
 
+def llm_gateway_networks(entries: Any, what: str = "address") -> list[str]:
+    """Addresses and networks (CIDR), each checked and written the one way Python's
+    ipaddress writes it (``192.168.1.7/24`` is its network ``192.168.1.0/24``).
+
+    Raises, naming the entry and ``what`` it was given as, for anything else."""
+    networks: list[str] = []
+    for entry in entries or []:
+        text = str(entry).strip()
+        try:
+            network = ipaddress.ip_network(text.strip("[]"), strict=False)
+        except ValueError as error:
+            raise AnsibleFilterError(
+                f"{what} {text!r} is not an IP address or network (CIDR): {error}"
+            ) from error
+        single = network.prefixlen == network.max_prefixlen
+        written = str(network.network_address) if single else str(network)
+        if written not in networks:
+            networks.append(written)
+    return networks
+
+
 def llm_gateway_published(
     hosts: Any, hostvars: Mapping[str, Any], fact: str, role: str, key: str = ""
 ) -> dict[str, Any]:
@@ -133,4 +154,5 @@ class FilterModule:
             "llm_gateway_host_address": llm_gateway_host_address,
             "llm_gateway_secret_problem": llm_gateway_secret_problem,
             "llm_gateway_published": llm_gateway_published,
+            "llm_gateway_networks": llm_gateway_networks,
         }

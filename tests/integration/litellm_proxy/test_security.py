@@ -8,8 +8,11 @@ The lab's application key `lab-app` may use `cheap` only, 5 requests a minute.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -178,3 +181,240 @@ def test_containers_run_as_non_root_with_read_only_configs_and_no_docker_socket(
     if name == "gateway":
         (proxy,) = json.loads(host.check_output("docker inspect litellm-proxy-litellm-1"))
         assert proxy["HostConfig"]["CapDrop"] == ["ALL"]
+
+
+# --- least privilege at the front and in the hook -----------------------------------
+
+REQUEST = """
+import base64, json, ssl, sys, urllib.request, urllib.error
+spec = json.loads(base64.b64decode(sys.argv[1]))
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+data = json.dumps(spec["body"]).encode() if spec.get("body") is not None else None
+request = urllib.request.Request(
+    spec["url"], data=data, method=spec["method"], headers=spec["headers"]
+)
+try:
+    answer = urllib.request.urlopen(request, context=ctx, timeout=20)
+    print(json.dumps({"status": answer.status, "body": answer.read().decode(errors="replace")}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read().decode(errors="replace")}))
+"""
+
+
+def from_host(
+    host, method: str, url: str, key: str | None = None, body: dict | None = None
+) -> dict:
+    """A request from another machine of the lab (its own address as the source)."""
+    import base64
+
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    spec = {"method": method, "url": url, "headers": headers, "body": body}
+    encoded = base64.b64encode(json.dumps(spec).encode()).decode()
+    return json.loads(host.check_output(f"python3 -c '{REQUEST}' {encoded}"))
+
+
+def house_key() -> str:
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([("default", VaultSecret(LAB_VAULT_PASSWORD.read_bytes().strip()))])
+    text = (REPO / "molecule/default/group_vars/all/vault.yml").read_bytes()
+    return yaml.safe_load(vault.decrypt(text))["vault_litellm_app_keys"]["house"]
+
+
+FRONT = "https://172.30.77.10"
+# Routes the house must not reach, whatever key it holds: LiteLLM's admin,
+# spend, cache and pass-through routes, /health (which calls every upstream),
+# the UI, and the cost ledger's API.
+ADMIN_ROUTES = [
+    ("POST", "/key/generate"),
+    ("POST", "/user/new"),
+    ("POST", "/team/new"),
+    ("POST", "/model/new"),
+    ("GET", "/model/info"),
+    ("POST", "/config/update"),
+    ("GET", "/ui"),
+    ("GET", "/spend/logs"),
+    ("GET", "/global/spend"),
+    ("GET", "/cache/ping"),
+    ("GET", "/health"),
+    ("POST", "/openai/v1/chat/completions"),
+    ("POST", "/anthropic/v1/messages"),
+    ("POST", "/gemini/v1beta/models/gemini-2.5-flash:generateContent"),
+    ("POST", "/vertex_ai/v1/projects/x/locations/y/publishers/google/models/z:generateContent"),
+    ("GET", "/gateway/ledger/status"),
+    ("PUT", "/gateway/ledger/budgets/12"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+def test_the_front_refuses_every_route_it_does_not_list(
+    method: str, path: str, hosts: dict, gateway_key: str, upstreams: tuple[Emulator, Emulator]
+) -> None:
+    """From a LAN device, even with the master key: only listed routes pass the front."""
+    answer = from_host(hosts["providers"], method, f"{FRONT}{path}", gateway_key, body={})
+    assert answer["status"] == 403, answer
+    assert "not served to the house" in answer["body"]
+    clouds, ollama = upstreams
+    assert clouds.requests() == [] and ollama.model_calls() == []
+
+
+def test_the_house_reaches_what_it_needs(hosts: dict, gateway_key: str) -> None:
+    lan = hosts["providers"]
+    assert from_host(lan, "GET", f"{FRONT}/health/liveliness")["status"] == 200
+    assert from_host(lan, "GET", f"{FRONT}/health/readiness")["status"] == 200
+    assert from_host(lan, "GET", f"{FRONT}/v1/models", house_key())["status"] == 200
+    answer = from_host(lan, "POST", f"{FRONT}/v1/chat/completions", house_key(), GOOD)
+    assert answer["status"] == 200, answer
+
+
+def test_the_operator_reaches_the_ledger_from_an_operator_address(
+    hosts: dict, gateway_key: str
+) -> None:
+    """From the gateway host itself (and litellm_proxy_admin_sources), with the master key;
+    never with an application key, from anywhere."""
+    ledger = f"{FRONT}/gateway/ledger/status"
+    assert from_host(hosts["gateway"], "GET", ledger, gateway_key)["status"] == 200
+    refused = from_host(hosts["gateway"], "GET", ledger, house_key())
+    assert refused["status"] == 403, refused
+    assert "may only use the model API" in refused["body"]
+
+
+def test_an_app_key_cannot_widen_its_models_through_the_body(
+    gateway_url: str, upstreams: tuple[Emulator, Emulator]
+) -> None:
+    clouds, ollama = upstreams
+    for field, value in (
+        ("fallbacks", ["claude-sonnet-4-5"]),
+        ("context_window_fallbacks", [{"cheap": ["smart"]}]),
+        ("content_policy_fallbacks", [{"cheap": ["smart"]}]),
+    ):
+        answer = post(gateway_url, lab_app_key(), {**GOOD, field: value})
+        assert answer.status_code == 400, answer.text
+        assert field in answer.text
+    assert clouds.model_calls() == [] and ollama.model_calls() == []
+
+
+def test_the_tier_fallbacks_do_not_carry_an_app_outside_its_aliases(
+    gateway_url: str, gateway_key: str, upstreams: tuple[Emulator, Emulator]
+) -> None:
+    """lab-app may use `cheap` only: when every `cheap` deployment fails, it gets the
+    error, not an answer from `balanced` (the master key does fall back)."""
+    clouds, ollama = upstreams
+    ollama.set("ollama", "error", status=500)
+    clouds.set("openai", "error", status=500)
+    try:
+        app = post(gateway_url, lab_app_key(), GOOD)
+        assert app.status_code >= 400, app.text
+        called = {r["provider"] for r in clouds.model_calls()}
+        assert called <= {"openai"}, f"lab-app fell back to {called}"
+        operator = post(gateway_url, gateway_key, GOOD)
+        assert operator.status_code == 200, operator.text
+    finally:
+        ollama.set("ollama", "ok")
+        clouds.set("openai", "ok")
+
+
+def test_a_request_without_any_key_is_refused_at_the_front_as_litellm_would(
+    hosts: dict, gateway_url: str
+) -> None:
+    direct = from_host(
+        hosts["gateway"], "POST", "http://127.0.0.1:4000/v1/chat/completions", None, GOOD
+    )
+    front = requests.post(f"{gateway_url}/v1/chat/completions", json=GOOD, timeout=30)
+    assert front.status_code == direct["status"] == 401
+    assert front.json() == json.loads(direct["body"])
+
+
+def test_a_post_that_does_not_say_how_long_its_body_is_is_refused(gateway_url: str) -> None:
+    """HTTP/1.1 without content-length or chunked, and HTTP/2 (whose frames carry no
+    length the front could check first): 411 before LiteLLM."""
+    import httpx
+
+    def body() -> Any:
+        yield json.dumps(GOOD).encode()
+
+    with httpx.Client(http2=True, verify=os.environ["REQUESTS_CA_BUNDLE"], timeout=30) as client:
+        answer = client.post(
+            f"{gateway_url}/v1/chat/completions",
+            content=body(),
+            headers={"Authorization": f"Bearer {house_key()}"},
+        )
+        assert answer.http_version == "HTTP/2"
+        assert answer.status_code == 411, answer.text
+
+
+def _tls_socket(gateway_url: str) -> Any:
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(gateway_url)
+    context = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
+    context.check_hostname = False
+    raw = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    return context.wrap_socket(raw, server_hostname=parts.hostname)
+
+
+def test_a_slow_body_is_cut_off_at_the_front(gateway_url: str, upstreams: tuple) -> None:
+    """A client that announces a body and sends it a byte at a time holds a connection
+    at the front for the request timeout (5 s in the lab), never a proxy worker."""
+    import time
+
+    body = json.dumps(GOOD).encode()
+    conn = _tls_socket(gateway_url)
+    try:
+        conn.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+            + f"Authorization: Bearer {house_key()}\r\n".encode()
+            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+        answer = b""
+        for byte in body[:20]:
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(1)
+            if time.monotonic() - started > 15:
+                break
+        conn.settimeout(20)
+        with contextlib.suppress(OSError):
+            answer = conn.recv(4096)
+    finally:
+        conn.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    clouds, ollama = upstreams
+    assert clouds.model_calls() == [] and ollama.model_calls() == []
+
+
+def test_one_address_holds_at_most_its_share_of_connections(gateway_url: str) -> None:
+    """40 connections at once from the lab machine in the lab (the per-address limit):
+    the ones past it are closed at once, and the gateway serves the others."""
+    limit = 40
+    opened: list[Any] = []
+    refused = 0
+    try:
+        for _ in range(limit):
+            opened.append(_tls_socket(gateway_url))
+        for _ in range(5):
+            try:
+                conn = _tls_socket(gateway_url)
+            except OSError:
+                refused += 1
+                continue
+            opened.append(conn)
+            conn.settimeout(5)
+            try:
+                conn.sendall(b"GET /health/liveliness HTTP/1.1\r\nHost: gateway\r\n\r\n")
+                data = conn.recv(100)
+            except OSError:
+                data = b""
+            refused += not data.startswith(b"HTTP/1.1 200")
+        assert refused == 5, f"{5 - refused} connection(s) past the limit were served"
+    finally:
+        for conn in opened:
+            conn.close()
+    assert requests.get(f"{gateway_url}/health/liveliness", timeout=30).status_code == 200

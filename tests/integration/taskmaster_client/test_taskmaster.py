@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +371,43 @@ def test_a_task_over_its_budget_is_refused_before_any_upstream(
     assert again.status_code == 200, again.text
 
 
+def test_concurrent_calls_overrun_a_task_budget_by_at_most_one_call(
+    gateway: requests.Session,
+    gateway_url: str,
+    gateway_key: str,
+    ledger: Ledger,
+    mini_answers: Emulator,
+) -> None:
+    """Sixteen calls at once for a task whose budget is smaller than one call: every
+    worker reserves a call's worst case in Postgres before it goes upstream, so one
+    call is served and fifteen are refused, where a check of the spend alone let
+    every call that started before the first one ended through."""
+    task = task_id(9)
+    env = {**os.environ, "GATEWAY_URL": gateway_url, "GATEWAY_KEY": gateway_key}
+    done = taskcost("budget", "set", task, "0.000001", env=env)
+    assert done.returncode == 0, done.stderr
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(
+                pool.map(
+                    lambda n: tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, f"call {n}"),
+                    range(16),
+                )
+            )
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [200] + [402] * 15, [(a.status_code, a.text[:200]) for a in answers]
+        assert len(mini_answers.model_calls()) == 1, "a refused call reached the upstream"
+        rows = ledger.wait_rows(lambda r: len(r) == 16, "a row for each call", task=task)
+        assert sorted(r["status"] for r in rows) == ["refused"] * 15 + ["success"]
+        served = next(a for a in answers if a.status_code == 200)
+        assert ledger.status()["spend_by_task"][task] == pytest.approx(
+            float(served.headers["x-litellm-response-cost"])
+        )
+    finally:
+        cleared = taskcost("budget", "clear", task, env=env)
+        assert cleared.returncode == 0, cleared.stderr
+
+
 def test_budgets_from_the_inventory_reach_the_proxy(ledger: Ledger) -> None:
     scenario = REPO / "molecule/default/group_vars/gateway/lab.yml"
     configured = (yaml.safe_load(scenario.read_text()) or {}).get(
@@ -441,6 +480,13 @@ def test_requests_succeed_while_postgres_is_stopped_and_rows_arrive_once_it_is_b
                 gateway, gateway_url, "gpt-4o-mini", task, "one two three", timeout_s=10
             )
             assert answer.status_code == 200, answer.text
+        # A task with a budget (990, from the inventory) cannot reserve its call's
+        # cost now: refused, not served unchecked (litellm_proxy_task_budgets_without_database).
+        mini_answers.clear()
+        budgeted = tagged_chat(gateway, gateway_url, "gpt-4o-mini", "990.5", "hi", timeout_s=10)
+        assert budgeted.status_code == 503, budgeted.text
+        assert budgeted.json()["error"]["type"] == "budget_unchecked", budgeted.text
+        assert mini_answers.model_calls() == [], "an unchecked call reached the upstream"
         wait_until(
             lambda: ledger.status()["database"] == "down" and ledger.status()["pending_rows"] >= 5,
             60,
@@ -657,3 +703,44 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     assert f"Harden the login page ({RUN})" in table.stdout
     written = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
     assert written["master"]["tasks"][0]["metadata"]["gatewayCost"]["calls"] == len(rows)
+
+
+# ----------------------------------------------------- a request cannot stop the ledger
+
+
+def test_a_model_name_postgres_cannot_store_does_not_stop_the_ledger(
+    gateway: requests.Session, gateway_url: str, ledger: Ledger, mini_answers: Emulator
+) -> None:
+    """A NUL in the model name (anyone with any key can send one) used to be spooled
+    as it was; Postgres refused the row, and the flush failed on that segment for
+    ever. The ledger now cleans what a client chose before it spools it, and a row
+    Postgres refuses anyway goes to the quarantine folder: the rows behind it move."""
+    task = task_id(8)
+    bad = tagged_chat(gateway, gateway_url, "x\u0000y", task, "one two three")
+    assert bad.status_code in (400, 404), bad.text
+    good = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")
+    assert good.status_code == 200, good.text
+    rows = ledger.wait_rows(
+        lambda r: any(x["status"] == "success" for x in r), "the good row in Postgres", task=task
+    )
+    assert {r["status"] for r in rows} >= {"success"}
+    status = ledger.status()
+    assert status["database"] == "up", status
+    assert status["quarantined_rows"] == 0, status
+
+
+def test_task_labels_of_the_metrics_are_bounded(
+    gateway: requests.Session, gateway_url: str, hosts: dict, mini_answers: Emulator
+) -> None:
+    """Task ids come from the clients: each worker labels the metrics of 3 tasks (in
+    the lab) and counts the rest as `other`, on a tmpfs of a bounded size."""
+    for offset in range(20, 28):
+        answer = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task_id(offset), "hi")
+        assert answer.status_code == 200, answer.text
+    metrics = gateway.get(f"{gateway_url}/metrics", timeout=30).text
+    labels = set(re.findall(r'gateway_task_requests_total\{[^}]*task="([^"]+)"', metrics))
+    assert "other" in labels, sorted(labels)
+    workers = 4  # litellm_proxy_workers is one per core, at most 4
+    assert len(labels - {"other", "none"}) <= 3 * workers, sorted(labels)
+    size = hosts["gateway"].check_output("docker exec litellm-proxy-litellm-1 df -k /run/gateway")
+    assert int(size.splitlines()[-1].split()[1]) <= 64 * 1024, size

@@ -95,3 +95,13 @@ def test_a_host_that_has_not_published_names_the_role_to_run() -> None:
         AnsibleFilterError, match=r"box has not published ollama_host_url.*ollama_host"
     ):
         f.llm_gateway_published(["box"], {"box": {}}, "ollama_host_url", "ollama_host")
+
+
+def test_networks_are_checked_and_written_one_way() -> None:
+    assert f.llm_gateway_networks(["192.168.1.7/24", "10.0.0.5", "[fd00::1]", "10.0.0.5"]) == [
+        "192.168.1.0/24",
+        "10.0.0.5",
+        "fd00::1",
+    ]
+    with pytest.raises(AnsibleFilterError, match=r"admin source 'gw.home.arpa' is not an IP"):
+        f.llm_gateway_networks(["gw.home.arpa"], "admin source")

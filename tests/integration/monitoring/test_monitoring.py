@@ -33,11 +33,12 @@ import yaml
 from tests.support.dashboards import DASHBOARDS_DIR, dashboard_queries
 from tests.support.lab_client import Emulator, answered_by, chat, flat, run_playbook
 from tests.support.monitoring_role import filters
-from tests.support.prometheus import Prometheus, fetch_json, settings
+from tests.support.prometheus import REPO, Prometheus, fetch_json, settings
 
 STACK_HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring")
 EXPECTED_JOBS = {"prometheus", "alertmanager", "node", "litellm"}
 GRAFANA_UID = 472
+LITELLM = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
 T = TypeVar("T")
 
 
@@ -228,6 +229,61 @@ def test_a_provider_outage_fires_deployment_failing_and_recovery_resolves_it(
         return not prometheus.alerts("DeploymentFailing", **labels)
 
     poll(resolved, deadline, "DeploymentFailing for gpt-4o-mini resolving after recovery")
+
+
+def test_the_ledgers_database_stopped_fires_its_alerts_and_its_return_resolves_them(
+    prometheus: Prometheus,
+    emulator: Emulator,
+    gateway: requests.Session,
+    gateway_url: str,
+    hosts: dict[str, testinfra.host.Host],
+) -> None:
+    """The gateway's Postgres stops: the ledger cannot write, its rows wait in the
+    spool (more than the lab's threshold of 3), and LedgerDatabaseDown and
+    LedgerRowsPilingUp fire and reach Alertmanager; Postgres starts again: the rows
+    are written and both resolve."""
+    names = ("LedgerDatabaseDown", "LedgerRowsPilingUp")
+    promised = max(
+        seconds("monitoring_alert_ledger_down_for"), seconds("monitoring_alert_ledger_pending_for")
+    )
+    deadline = 3 * promised + 60
+    compose = (
+        f"cd {LITELLM['litellm_proxy_project_dir']} && "
+        f"docker compose -p {LITELLM['litellm_proxy_compose_project']}"
+    )
+    gateway_host = hosts["gateway"]
+
+    def active(state: str = "") -> set[str]:
+        return {
+            name
+            for name in names
+            for a in prometheus.alerts(name)
+            if not state or a["state"] == state
+        }
+
+    poll(lambda: not active(), deadline, "no ledger alert before Postgres stops")
+    gateway_host.run_expect([0], f"{compose} stop postgres")
+    try:
+        for n in range(5):
+            answer = gateway.post(
+                f"{gateway_url}/v1/chat/completions",
+                headers={"x-litellm-tags": "task:ledger-alert"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"{n}"}]},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+        poll(lambda: active("firing") == set(names), deadline, "both ledger alerts firing")
+        poll(
+            lambda: (
+                {a["labels"].get("alertname") for a in alertmanager_alerts(hosts["monitoring"])}
+                >= set(names)
+            ),
+            120,
+            "the ledger alerts reaching Alertmanager",
+        )
+    finally:
+        gateway_host.run_expect([0], f"{compose} start postgres")
+    poll(lambda: not active(), deadline, "the ledger alerts resolving once Postgres is back")
 
 
 def test_prometheus_and_alertmanager_run_in_the_stack(

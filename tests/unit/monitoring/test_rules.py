@@ -47,6 +47,9 @@ ALERTS = {
     "OllamaHostUnreachable",
     "HostDown",
     "DiskNearlyFull",
+    "LedgerDatabaseDown",
+    "LedgerRowsPilingUp",
+    "LedgerRowsQuarantined",
 }
 
 

@@ -94,6 +94,19 @@ CANNOT_START = {
         {"litellm_proxy_port": 9100},
         ["address already in use", "previous proxy was recreated from them and serves again"],
     ),
+    # An image whose entrypoint exits at once (LiteLLM's own loader, run with
+    # python3 in it, accepts the config): built on the gateway from the lab's.
+    "image-exits-at-once": (
+        {
+            "litellm_proxy_image": "EXITS",
+            "litellm_proxy_image_archive": "",
+            "litellm_proxy_ready_timeout": 20,
+        },
+        [
+            "did not start or become ready",
+            "previous proxy was recreated from them and serves again",
+        ],
+    ),
     # A good change that is not ready within the time the play waits.
     "not-ready-in-time": (
         {"litellm_proxy_models": "EXTRA", "litellm_proxy_ready_timeout": 2},
@@ -115,9 +128,19 @@ def test_a_change_that_cannot_start_brings_the_previous_proxy_back(
     default_models: list[dict],
 ) -> None:
     extra_vars, expected = CANNOT_START[case]
+    gateway_host = hosts["gateway"]
     if extra_vars.get("litellm_proxy_models") == "EXTRA":
         extra_vars = {**extra_vars, "litellm_proxy_models": [*default_models, EXTRA_MODEL]}
-    gateway_host = hosts["gateway"]
+    if extra_vars.get("litellm_proxy_image") == "EXITS":
+        image = lab["LAB_LITELLM_IMAGE"].rsplit(":", 1)[0] + ":exits-at-once"
+        gateway_host.run_expect(
+            [0],
+            "docker rm -f llmlab-exits >/dev/null 2>&1; "
+            f"docker create --name llmlab-exits {lab['LAB_LITELLM_IMAGE']} && "
+            f"docker commit --change 'ENTRYPOINT [\"/bin/false\"]' llmlab-exits {image} && "
+            "docker rm llmlab-exits",
+        )
+        extra_vars = {**extra_vars, "litellm_proxy_image": image}
     before = gateway_host.check_output(f"sha256sum {STACK_FILES}")
     try:
         run = run_gateway_play(lab, extra_vars)

@@ -70,7 +70,7 @@ def fresh_host(lab: dict[str, str]) -> Iterator[str]:
     docker("rm", "-f", NAME)
     created = docker(
         "run", "-d", "--name", NAME, "--hostname", "allinone", "--cgroupns", "host",
-        "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+        "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
         "--tmpfs", "/run", "--tmpfs", "/run/lock",
         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",

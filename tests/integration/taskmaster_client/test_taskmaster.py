@@ -742,5 +742,10 @@ def test_task_labels_of_the_metrics_are_bounded(
     assert "other" in labels, sorted(labels)
     workers = 4  # litellm_proxy_workers is one per core, at most 4
     assert len(labels - {"other", "none"}) <= 3 * workers, sorted(labels)
-    size = hosts["gateway"].check_output("docker exec litellm-proxy-litellm-1 df -k /run/gateway")
-    assert int(size.splitlines()[-1].split()[1]) <= 64 * 1024, size
+    tmpfs = json.loads(
+        hosts["gateway"].check_output(
+            "docker inspect --format '{{json .HostConfig.Tmpfs}}' litellm-proxy-litellm-1"
+        )
+    )
+    (options,) = tmpfs.values()
+    assert "size=64m" in options.split(","), tmpfs

@@ -8,6 +8,7 @@ python3 scripts/lab.py down   # destroy it, remove .lab/env
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from scripts.bootstrap import reexec_in_venv  # noqa: E402
+
+
+def destroy_env() -> dict[str, str]:
+    """Molecule validates the scenario before it destroys it, so every image the
+    platforms name needs a value, although destroying uses none of them."""
+    scenario = (REPO / "molecule/default/molecule.yml").read_text()
+    names = sorted(set(re.findall(r"\$\{(LAB_\w+_IMAGE)\}", scenario)))
+    return dict.fromkeys(names, "unused-by-destroy")
 
 
 def main() -> int:
@@ -26,8 +35,7 @@ def main() -> int:
 
     bin_dir = Path(sys.executable).parent
     if args.action == "down":
-        env = {"LAB_HOST_IMAGE": "unused-by-destroy"}
-        code = lab.molecule(bin_dir, "destroy", env)
+        code = lab.molecule(bin_dir, "destroy", destroy_env())
         (lab.LAB_DIR / "env").unlink(missing_ok=True)
         return code
     env = lab.prepare()

@@ -107,6 +107,19 @@ CANNOT_START = {
             "previous proxy was recreated from them and serves again",
         ],
     ),
+    # A setting LiteLLM's loader accepts and its start refuses: LiteLLM 1.108
+    # will not start with a publicly known master key in its config
+    # (litellm/proxy/auth/master_key_boot_check.py).
+    "refused-at-start": (
+        {
+            "litellm_proxy_general_settings": {"master_key": "sk-1234"},
+            "litellm_proxy_ready_timeout": 40,
+        },
+        [
+            "LiteLLM proxy refused to start",
+            "previous proxy was recreated from them and serves again",
+        ],
+    ),
     # A good change that is not ready within the time the play waits.
     "not-ready-in-time": (
         {"litellm_proxy_models": "EXTRA", "litellm_proxy_ready_timeout": 2},

@@ -81,7 +81,7 @@ def test_a_compose_stack_on_debian_12_is_refused_naming_the_way_out(
         "    - name: Install Docker and Compose the way the stack roles do\n"
         "      ansible.builtin.include_role:\n"
         "        name: common\n"
-        "        tasks_from: docker.yml\n"
+        "        tasks_from: docker\n"
     )
     run = run_playbook(lab, str(playbook))
     output = flat(run.stdout)

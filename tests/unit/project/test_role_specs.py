@@ -182,3 +182,37 @@ def test_defaults_a_readme_quotes_are_the_defaults(role: str) -> None:
             if name.startswith(f"{role}_"):
                 assert name in defaults, f"{name} is not a default"
                 assert value == defaults[name], f"{name}: the README says {value!r}"
+
+
+def _role_calls() -> list[tuple[Path, str, str]]:
+    """Every include_role / import_role with tasks_from in the roles and playbooks:
+    (file, role called, tasks_from)."""
+    calls = []
+
+    def walk(node: object, path: Path) -> None:
+        if isinstance(node, dict):
+            for key in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
+                args = node.get(key)
+                if isinstance(args, dict) and "tasks_from" in args:
+                    calls.append((path, args["name"], args["tasks_from"]))
+            for value in node.values():
+                walk(value, path)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+
+    for path in [*_files(REPO / "roles", (".yml",)), *_files(REPO / "playbooks", (".yml",))]:
+        if "/tasks/" in str(path) or "playbooks" in path.parts:
+            walk(yaml.safe_load(path.read_text()), path)
+    return calls
+
+
+def test_every_tasks_from_is_validated_against_its_entry_point() -> None:
+    """Ansible checks a role's inputs against the entry point whose name is exactly
+    the tasks_from value; `tasks_from: endpoint.yml` would skip the check silently
+    (a wrong type then fails later, in a filter, with no word of the variable)."""
+    calls = _role_calls()
+    assert len(calls) >= 10, calls
+    for path, role, tasks_from in calls:
+        where = f"{path.relative_to(REPO)} calls {role} tasks_from={tasks_from}"
+        assert tasks_from in _entry_points(role), f"{where}: no entry point of that name"

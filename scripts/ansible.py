@@ -36,7 +36,10 @@ def main(argv: list[str]) -> int:
     reexec_in_venv(REPO / "requirements.txt")
     binary = Path(sys.executable).parent / f"ansible-{argv[0]}"
     args = argv[1:]
-    if argv[0] in ("playbook", "vault", "inventory", "console"):
+    if argv[0] == "vault" and args and not args[0].startswith("-"):
+        # ansible-vault takes its options after the action: `vault view --vault-id ...`.
+        args = [args[0], *vault_id_args(args[1:], tool="vault"), *args[1:]]
+    elif argv[0] in ("playbook", "vault", "inventory", "console"):
         args = [*vault_id_args(args, tool=argv[0]), *args]
     env = {**os.environ, "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     # From the clone, where ansible.cfg is: paths are the clone's.

@@ -73,3 +73,28 @@ def test_a_users_own_vault_password_file_does_not_get_in_the_way(
     )
     assert view.returncode == 0, view.stderr
     assert "sk-llmlab-unit-test-key-not-a-secret-000" in view.stdout
+
+
+def test_the_readmes_line_reads_the_house_key_out_of_a_generated_vault(
+    password_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vault deploy.py writes on a first run, read back with the README's own
+    line (`scripts/ansible.py vault view ... | sed ...`): it prints the house's key."""
+    from scripts import deploy
+
+    readme = (REPO / "README.md").read_text()
+    (line,) = [x for x in readme.splitlines() if x.startswith("KEY=$(python3 scripts/ansible.py")]
+    command = line[len("KEY=$(") : -1].replace(
+        "group_vars/all/vault.yml", str(tmp_path / "vault.yml")
+    )
+    monkeypatch.setattr(deploy, "REPO", tmp_path)
+    monkeypatch.setattr(deploy, "VAULT", tmp_path / "vault.yml")
+    monkeypatch.setattr(deploy, "PASSWORD_FILE", password_file)
+    deploy.ensure_vault(Path(sys.executable).parent)
+    env = {**os.environ, "LLM_GATEWAY_VENV": str(Path(sys.executable).parent.parent)}
+    read = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, check=False, cwd=REPO, env=env
+    )
+    assert read.returncode == 0, read.stderr
+    key = read.stdout.strip()
+    assert key.startswith("sk-") and len(key) >= 32, (read.stdout, read.stderr)

@@ -141,19 +141,40 @@ FAILURES = {
 }
 
 
+def proxy_workers(hosts: dict) -> int:
+    """How many LiteLLM workers the gateway's proxy runs (its Compose command)."""
+    command = hosts["gateway"].check_output(
+        "grep -A1 -- --num_workers /opt/litellm-proxy/compose.yaml"
+    )
+    return int(command.split()[-1].strip('"'))
+
+
 @pytest.mark.usefixtures("healthy")
 @pytest.mark.parametrize("mode", sorted(FAILURES))
 def test_failing_preferred_deployment_leaves_the_rotation_and_comes_back(
-    mode: str, gateway: requests.Session, gateway_url: str, clouds: Emulator, ollama: Emulator
+    mode: str,
+    gateway: requests.Session,
+    gateway_url: str,
+    clouds: Emulator,
+    ollama: Emulator,
+    hosts: dict,
 ) -> None:
+    """Each worker takes a failing deployment out of its rotation the first time it
+    sees it fail, and keeps its own cooldowns (sharing them needs Redis): once
+    the first requests met the failure, the workers that had not met it yet may
+    each try it once more, and nothing else reaches it while every request is
+    answered."""
+    workers = proxy_workers(hosts)
     ollama.set("ollama", mode, **FAILURES[mode])
-    statuses = []
-    for index in range(50):
-        if index == 5:
-            ollama.clear()  # from here on the failing deployment must get nothing
-        statuses.append(chat(gateway, gateway_url, "cheap").status_code)
+    statuses = [chat(gateway, gateway_url, "cheap").status_code for _ in range(5)]
+    ollama.clear()
+    statuses += [chat(gateway, gateway_url, "cheap").status_code for _ in range(45)]
     assert statuses == [200] * 50
-    assert ollama.model_calls("ollama") == [], "the failing deployment kept getting requests"
+    late = ollama.model_calls("ollama")
+    assert len(late) <= workers - 1, (
+        f"the failing deployment kept getting requests: {len(late)} after the first 5"
+        f" with {workers} workers"
+    )
 
     ollama.set("ollama", "ok")
     wait_until(

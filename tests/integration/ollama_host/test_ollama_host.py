@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -309,9 +310,50 @@ table inet lab_admin_rules {
 """
 
 
+def docker_dns_rules(host: Any) -> str:
+    """The lab host's name resolution, as native nftables rules to load again.
+
+    A lab host is a container on a Docker network: its resolver, 127.0.0.11,
+    reaches Docker's embedded DNS through NAT rules Docker put in the
+    container's `ip nat` table. Debian's nftables.conf flushes every table,
+    those included; a real host has no such rules. The ports Docker's DNS listens
+    on in the container are read, and the same forwarding is loaded after."""
+    listening = host.check_output("ss -Hlntu src 127.0.0.11")
+    ports = dict(re.findall(r"^(tcp|udp)\s.*?127\.0\.0\.11:(\d+)", listening, re.M))
+    assert set(ports) == {"tcp", "udp"}, listening
+    tcp, udp = ports["tcp"], ports["udp"]
+    return textwrap.dedent(
+        f"""\
+        table ip lab_docker_dns {{
+          chain output {{
+            type nat hook output priority -100; policy accept;
+            ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:{tcp}
+            ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:{udp}
+          }}
+          chain postrouting {{
+            type nat hook postrouting priority srcnat; policy accept;
+            ip saddr 127.0.0.11 tcp sport {tcp} snat to 127.0.0.11:53
+            ip saddr 127.0.0.11 udp sport {udp} snat to 127.0.0.11:53
+          }}
+        }}
+        """
+    )
+
+
+@pytest.fixture(scope="module")
+def lab_dns(ollama: Any) -> str:
+    return docker_dns_rules(ollama)
+
+
 @pytest.mark.parametrize("action", ["start", "reload", "restart"])
 def test_the_allowlist_survives_the_distributions_firewall(
-    action: str, ollama: Any, hosts: dict[str, Any], api_address: str, port: int, api_url: str
+    action: str,
+    ollama: Any,
+    hosts: dict[str, Any],
+    api_address: str,
+    port: int,
+    api_url: str,
+    lab_dns: str,
 ) -> None:
     """Debian's nftables.service loads /etc/nftables.conf, which begins with
     `flush ruleset`: starting, reloading or restarting it must leave the Ollama
@@ -334,4 +376,7 @@ def test_the_allowlist_survives_the_distributions_firewall(
     finally:
         ollama.run_expect([0], f"printf %s {shlex.quote(conf)} > /etc/nftables.conf")
         ollama.run_expect([0], "systemctl restart nftables && systemctl start ollama")
+        ollama.run("nft delete table ip lab_docker_dns")
+        ollama.run_expect([0], f"printf %s {shlex.quote(lab_dns)} | nft -f -")
+        ollama.run_expect([0], "getent hosts deb.debian.org")
     assert f"table inet {FIREWALL_TABLE}" in ollama.check_output("nft list tables")

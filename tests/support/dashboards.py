@@ -12,7 +12,6 @@ from tests.support.monitoring_role import ROLE
 
 DASHBOARDS_DIR = ROLE / "files" / "dashboards"
 CONTAINER_PROVISIONING = "/etc/grafana/provisioning"
-EMPTY_UNTIL_LATER = "needs the cost ledger"
 # Grafana's own variables, and what stands for them when a query is run by hand.
 GRAFANA_MACROS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 
@@ -23,7 +22,6 @@ class Query:
     panel: str
     ref_id: str
     expr: str
-    may_be_empty: bool
 
     @property
     def promql(self) -> str:
@@ -60,15 +58,8 @@ def dashboard_queries() -> list[Query]:
     for path in dashboard_files():
         dashboard = load_dashboard(path)
         for panel in panels(dashboard):
-            optional = str(panel.get("description", "")).startswith(EMPTY_UNTIL_LATER)
             for target in panel.get("targets", []):
                 queries.append(
-                    Query(
-                        dashboard["title"],
-                        panel["title"],
-                        target["refId"],
-                        target["expr"],
-                        optional,
-                    )
+                    Query(dashboard["title"], panel["title"], target["refId"], target["expr"])
                 )
     return queries

@@ -8,6 +8,10 @@
   to set, not a target that is silently down forever.
 * Prometheus durations (``90s``, ``1h30m``) are parsed here, so a typo fails
   the preflight and the rules' unit tests can be timed from the same values.
+* Where alerts go (``monitoring_alert_receivers``): each receiver becomes
+  Alertmanager config that names files, and the files hold its secrets (a
+  webhook URL, an ntfy topic URL and token, an SMTP password), so that
+  alertmanager.yml holds none.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ansible.errors import AnsibleFilterError
 
@@ -109,10 +113,138 @@ def monitoring_gateway_target(item: Mapping[str, Any], monitoring_host: str) -> 
     }
 
 
+RECEIVER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+RECEIVER_FIELDS = {
+    "webhook": {"required": ("url",), "optional": ()},
+    "ntfy": {"required": ("url",), "optional": ("token", "priority")},
+    "email": {
+        "required": ("to", "from", "smarthost"),
+        "optional": ("username", "password", "require_tls"),
+    },
+}
+# ntfy (2.10 and later) fills a message from a JSON body it is posted when the
+# URL asks it to (tpl=1): title t and message m are Go templates over the body,
+# here Alertmanager's webhook payload (https://docs.ntfy.sh/publish/#message-templating).
+NTFY_TITLE = "[{{.status}}] {{.commonLabels.alertname}}"
+NTFY_MESSAGE = (
+    "{{range .alerts}}{{.annotations.summary}}"
+    '{{if eq .status "resolved"}} (resolved){{end}}\n{{end}}'
+)
+NTFY_PRIORITIES = {"min", "low", "default", "high", "urgent", "1", "2", "3", "4", "5"}
+
+
+def _receiver_problem(receiver: Mapping[str, Any]) -> str:
+    name = str(receiver.get("name") or "")
+    if not RECEIVER_NAME.match(name):
+        return f"a receiver's name must be lower case letters, digits, - or _: {name!r}"
+    kind = receiver.get("type")
+    if kind not in RECEIVER_FIELDS:
+        return f"receiver {name}: type must be one of {', '.join(RECEIVER_FIELDS)}, not {kind!r}"
+    fields = RECEIVER_FIELDS[kind]
+    unknown = set(receiver) - {"name", "type", *fields["required"], *fields["optional"]}
+    if unknown:
+        return f"receiver {name} ({kind}) does not take {', '.join(sorted(unknown))}"
+    missing = [f for f in fields["required"] if not str(receiver.get(f) or "").strip()]
+    if missing:
+        return f"receiver {name} ({kind}) needs {', '.join(missing)}"
+    if kind in ("webhook", "ntfy") and not re.match(r"^https?://[^/\s]+", str(receiver["url"])):
+        return f"receiver {name}: url must be an http(s) URL"
+    if kind == "ntfy" and "?" in str(receiver["url"]):
+        return f"receiver {name}: url is the topic's URL, without a query"
+    if kind == "ntfy" and str(receiver.get("priority", "default")) not in NTFY_PRIORITIES:
+        return f"receiver {name}: priority must be one of {', '.join(sorted(NTFY_PRIORITIES))}"
+    if kind == "email":
+        if not re.match(r"^[^:\s]+:[0-9]+$", str(receiver["smarthost"])):
+            return f"receiver {name}: smarthost must be host:port"
+        if bool(receiver.get("username")) != bool(receiver.get("password")):
+            return f"receiver {name}: give both username and password, or neither"
+    return ""
+
+
+def monitoring_alert_receivers_problem(receivers: Any) -> str:
+    """What is wrong with monitoring_alert_receivers, or ''. Never shows a value
+    that may be a secret (URLs, tokens, passwords): only names and fields."""
+    if not isinstance(receivers, list):
+        return "monitoring_alert_receivers must be a list"
+    names: list[str] = []
+    for receiver in receivers:
+        if not isinstance(receiver, Mapping):
+            return "each entry of monitoring_alert_receivers is a mapping (name, type, ...)"
+        problem = _receiver_problem(receiver)
+        if problem:
+            return problem
+        names.append(str(receiver["name"]))
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        return f"receiver names must differ: {', '.join(duplicates)}"
+    return ""
+
+
+def _ntfy_url(receiver: Mapping[str, Any]) -> str:
+    query = {"tpl": "1", "t": NTFY_TITLE, "m": NTFY_MESSAGE}
+    if receiver.get("priority"):
+        query["p"] = str(receiver["priority"])
+    return f"{str(receiver['url']).rstrip('/')}?{urlencode(query)}"
+
+
+def monitoring_alert_secret_files(receivers: list[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The files of the receivers' secrets: [{name, value}], one per secret."""
+    files: list[dict[str, str]] = []
+    for receiver in receivers:
+        name, kind = receiver["name"], receiver["type"]
+        if kind == "webhook":
+            files.append({"name": f"{name}.url", "value": str(receiver["url"])})
+        elif kind == "ntfy":
+            files.append({"name": f"{name}.url", "value": _ntfy_url(receiver)})
+            if receiver.get("token"):
+                files.append({"name": f"{name}.token", "value": str(receiver["token"])})
+        elif receiver.get("username"):
+            files.append({"name": f"{name}.password", "value": str(receiver["password"])})
+    return files
+
+
+def monitoring_alert_receiver(
+    receivers: list[Mapping[str, Any]], secrets_dir: str, name: str = "default"
+) -> dict[str, Any]:
+    """Alertmanager's one receiver, which sends every alert to each of ours."""
+    webhooks: list[dict[str, Any]] = []
+    mails: list[dict[str, Any]] = []
+    for receiver in receivers:
+        base, kind = f"{secrets_dir}/{receiver['name']}", receiver["type"]
+        if kind in ("webhook", "ntfy"):
+            config: dict[str, Any] = {"url_file": f"{base}.url", "send_resolved": True}
+            if kind == "ntfy" and receiver.get("token"):
+                config["http_config"] = {
+                    "authorization": {"type": "Bearer", "credentials_file": f"{base}.token"}
+                }
+            webhooks.append(config)
+        else:
+            mail: dict[str, Any] = {
+                "to": str(receiver["to"]),
+                "from": str(receiver["from"]),
+                "smarthost": str(receiver["smarthost"]),
+                "require_tls": bool(receiver.get("require_tls", True)),
+                "send_resolved": True,
+            }
+            if receiver.get("username"):
+                mail["auth_username"] = str(receiver["username"])
+                mail["auth_password_file"] = f"{base}.password"
+            mails.append(mail)
+    result: dict[str, Any] = {"name": name}
+    if mails:
+        result["email_configs"] = mails
+    if webhooks:
+        result["webhook_configs"] = webhooks
+    return result
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "monitoring_duration_seconds": monitoring_duration_seconds,
             "monitoring_node_target": monitoring_node_target,
             "monitoring_gateway_target": monitoring_gateway_target,
+            "monitoring_alert_receivers_problem": monitoring_alert_receivers_problem,
+            "monitoring_alert_secret_files": monitoring_alert_secret_files,
+            "monitoring_alert_receiver": monitoring_alert_receiver,
         }

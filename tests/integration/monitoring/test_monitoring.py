@@ -30,6 +30,7 @@ import requests
 import testinfra
 import yaml
 
+from tests.support.alert_inbox import AlertInbox, alerts_in, mail_text
 from tests.support.dashboards import DASHBOARDS_DIR, dashboard_queries
 from tests.support.lab_client import Emulator, answered_by, chat, flat, run_playbook
 from tests.support.monitoring_role import filters
@@ -38,6 +39,8 @@ from tests.support.prometheus import REPO, Prometheus, fetch_json, settings
 STACK_HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring")
 EXPECTED_JOBS = {"prometheus", "alertmanager", "node", "litellm"}
 GRAFANA_UID = 472
+DASHBOARD_TASK = "dashboard-1"  # the task the dashboard test's traffic is tagged with
+NTFY, WEBHOOK = "/ntfy/llm-gateway", "/webhook/home-automation"  # the lab's receivers
 LITELLM = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
 T = TypeVar("T")
 
@@ -78,7 +81,9 @@ def alertmanager_alerts(monitoring: testinfra.host.Host) -> list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def traffic(lab: dict[str, str], gateway: requests.Session, gateway_url: str) -> Iterator[None]:
+def traffic(
+    lab: dict[str, str], gateway: requests.Session, gateway_url: str, prometheus: Prometheus
+) -> Iterator[None]:
     """Requests of every kind the dashboards show: answered ones, failed ones,
     fallbacks that worked and one that did not (every provider failing); then every
     provider is healthy again and every alias answers from its first choice."""
@@ -93,6 +98,25 @@ def traffic(lab: dict[str, str], gateway: requests.Session, gateway_url: str) ->
     try:
         for model in ("gpt-4o-mini", "claude-haiku-4-5", "cheap") * 3:
             answer = chat(gateway, gateway_url, model)
+            assert answer.status_code == 200, answer.text
+        # Calls of a Task Master task: the spend-by-task panel shows them. A
+        # counter's first sample is its baseline (increase() starts there), so
+        # the task's series is scraped once before the calls that count.
+        for call in range(4):
+            if call == 1:
+                poll(
+                    lambda: prometheus.query(
+                        f'gateway_task_spend_usd_total{{task="{DASHBOARD_TASK}"}}'
+                    ),
+                    120,
+                    f"Prometheus scraping the spend of task {DASHBOARD_TASK}",
+                )
+            answer = gateway.post(
+                f"{gateway_url}/v1/chat/completions",
+                headers={"x-litellm-tags": f"task:{DASHBOARD_TASK}"},
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=60,
+            )
             assert answer.status_code == 200, answer.text
         # The cheap tier fails: `cheap` falls back to `balanced`; gpt-4o-mini alone fails.
         providers.set("openai", "error")
@@ -162,7 +186,7 @@ def test_every_gateway_reaches_every_ollama_host(prometheus: Prometheus) -> None
 
 
 def test_every_dashboard_query_returns_data(prometheus: Prometheus, traffic: None) -> None:
-    queries = [q for q in dashboard_queries() if not q.may_be_empty]
+    queries = dashboard_queries()
     assert queries
 
     def empty() -> list[str]:
@@ -175,6 +199,20 @@ def test_every_dashboard_query_returns_data(prometheus: Prometheus, traffic: Non
         time.sleep(5)
         missing = empty()
     assert not missing, "queries without data:\n" + "\n".join(missing)
+    # Where a value matters: what the traffic did is what the panels show.
+    by_panel = {q.panel: q for q in queries}
+    spend = {
+        r["metric"].get("task"): float(r["value"][1])
+        for r in prometheus.query(by_panel["Spend per hour by task"].promql)
+    }
+    assert spend.get(DASHBOARD_TASK, 0) > 0, spend
+    fallbacks = prometheus.query(
+        "sum(increase(litellm_deployment_successful_fallbacks_total[1h]))"
+        " + sum(increase(litellm_deployment_failed_fallbacks_total[1h]))"
+    )
+    assert fallbacks and float(fallbacks[0]["value"][1]) > 0, fallbacks
+    errors = prometheus.query("sum(increase(litellm_proxy_failed_requests_metric_total[1h]))")
+    assert errors and float(errors[0]["value"][1]) > 0, errors
 
 
 def test_a_provider_outage_fires_deployment_failing_and_recovery_resolves_it(
@@ -231,27 +269,31 @@ def test_a_provider_outage_fires_deployment_failing_and_recovery_resolves_it(
     poll(resolved, deadline, "DeploymentFailing for gpt-4o-mini resolving after recovery")
 
 
-def test_the_ledgers_database_stopped_fires_its_alerts_and_its_return_resolves_them(
+def test_the_ledgers_database_stopped_fires_its_alerts_and_they_reach_every_receiver(
     prometheus: Prometheus,
     emulator: Emulator,
     gateway: requests.Session,
     gateway_url: str,
     hosts: dict[str, testinfra.host.Host],
+    lab_vault: dict[str, Any],
 ) -> None:
     """The gateway's Postgres stops: the ledger cannot write, its rows wait in the
     spool (more than the lab's threshold of 3), and LedgerDatabaseDown and
-    LedgerRowsPilingUp fire and reach Alertmanager; Postgres starts again: the rows
-    are written and both resolve."""
+    LedgerRowsPilingUp fire. Each of the lab's receivers hears of it (ntfy, mail,
+    webhook, all kept by the alert receiver on the providers host); Postgres starts
+    again, the rows are written, both alerts resolve and the receivers hear that too."""
     names = ("LedgerDatabaseDown", "LedgerRowsPilingUp")
     promised = max(
         seconds("monitoring_alert_ledger_down_for"), seconds("monitoring_alert_ledger_pending_for")
     )
     deadline = 3 * promised + 60
+    delivered = 60 + 2 * seconds("monitoring_alertmanager_group_interval")
     compose = (
         f"cd {LITELLM['litellm_proxy_project_dir']} && "
         f"docker compose -p {LITELLM['litellm_proxy_compose_project']}"
     )
     gateway_host = hosts["gateway"]
+    inbox = AlertInbox(hosts["providers"])
 
     def active(state: str = "") -> set[str]:
         return {
@@ -261,7 +303,22 @@ def test_the_ledgers_database_stopped_fires_its_alerts_and_its_return_resolves_t
             if not state or a["state"] == state
         }
 
+    def heard(status: str) -> dict[str, Any] | None:
+        """One notification of LedgerDatabaseDown in that status on each receiver."""
+        webhook = [c for c in inbox.calls(WEBHOOK) if alerts_in(c, names[0], status)]
+        ntfy = [c for c in inbox.calls(NTFY) if alerts_in(c, names[0], status)]
+        prefix = "[FIRING" if status == "firing" else "[RESOLVED"
+        mails = [
+            m
+            for m in inbox.mail()
+            if mail_text(m)[0].startswith(prefix) and names[0] in mail_text(m)[0]
+        ]
+        if webhook and ntfy and mails:
+            return {"webhook": webhook[0], "ntfy": ntfy[0], "mail": mails[0]}
+        return None
+
     poll(lambda: not active(), deadline, "no ledger alert before Postgres stops")
+    inbox.clear()
     gateway_host.run_expect([0], f"{compose} stop postgres")
     try:
         for n in range(5):
@@ -273,17 +330,181 @@ def test_the_ledgers_database_stopped_fires_its_alerts_and_its_return_resolves_t
             )
             assert answer.status_code == 200, answer.text
         poll(lambda: active("firing") == set(names), deadline, "both ledger alerts firing")
-        poll(
-            lambda: (
-                {a["labels"].get("alertname") for a in alertmanager_alerts(hosts["monitoring"])}
-                >= set(names)
-            ),
-            120,
-            "the ledger alerts reaching Alertmanager",
-        )
+        firing = poll(lambda: heard("firing"), delivered, "every receiver hearing of it")
     finally:
         gateway_host.run_expect([0], f"{compose} start postgres")
+
+    (alert,) = alerts_in(firing["webhook"], names[0], "firing")
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["instance"] == "llmlab-gateway"
+    assert "cannot write to its database" in alert["annotations"]["summary"]
+    ntfy = firing["ntfy"]
+    assert ntfy["headers"].get("Authorization") == f"Bearer {lab_vault['vault_lab_ntfy_token']}"
+    assert ntfy["query"]["tpl"] == "1" and ntfy["query"]["p"] == "high"
+    assert "{{.commonLabels.alertname}}" in ntfy["query"]["t"]
+    assert "{{.annotations.summary}}" in ntfy["query"]["m"]
+    mail = firing["mail"]
+    assert mail["to"] == ["<operator@lab.home.arpa>"]
+    assert "cannot write to its database" in mail_text(mail)[1]
+
     poll(lambda: not active(), deadline, "the ledger alerts resolving once Postgres is back")
+    poll(lambda: heard("resolved"), delivered, "every receiver hearing that it resolved")
+
+
+def fires_and_reaches_the_webhook(
+    prometheus: Prometheus,
+    inbox: AlertInbox,
+    name: str,
+    labels: dict[str, str],
+    for_setting: str,
+    keep_causing: Callable[[], object] = lambda: None,
+) -> tuple[dict[str, Any], float]:
+    """Wait for `name` (with `labels`) to fire, calling `keep_causing` on each poll,
+    and for the webhook receiver to hear of it; return the alert and how long
+    it took. The deadline is the rule's `for`, two evaluations, a scrape and two
+    group waits, doubled for a busy CI machine."""
+    promised = (
+        seconds(for_setting)
+        + 2 * seconds("monitoring_prometheus_evaluation_interval")
+        + seconds("monitoring_prometheus_scrape_interval")
+        + 2 * seconds("monitoring_alertmanager_group_wait")
+    )
+    started = time.monotonic()
+
+    def heard() -> list[dict[str, Any]]:
+        keep_causing()
+        return [
+            a
+            for c in inbox.calls(WEBHOOK)
+            for a in alerts_in(c, name, "firing")
+            if all(a["labels"].get(k) == v for k, v in labels.items())
+        ]
+
+    (alert, *_) = poll(heard, 2 * promised + 60, f"{name} {labels} reaching the webhook")
+    assert prometheus.alerts(name, **labels), f"{name} reached the webhook but is not in Prometheus"
+    return alert, time.monotonic() - started
+
+
+def resolves_and_reaches_the_webhook(inbox: AlertInbox, name: str, labels: dict[str, str]) -> None:
+    deadline = 120 + 2 * seconds("monitoring_alertmanager_group_interval")
+    poll(
+        lambda: [
+            a
+            for c in inbox.calls(WEBHOOK)
+            for a in alerts_in(c, name, "resolved")
+            if all(a["labels"].get(k) == v for k, v in labels.items())
+        ],
+        deadline,
+        f"{name} resolving on the webhook",
+    )
+
+
+@pytest.fixture
+def inbox(hosts: dict[str, testinfra.host.Host]) -> AlertInbox:
+    receiver = AlertInbox(hosts["providers"])
+    receiver.clear()
+    return receiver
+
+
+# Three parts stopped at once, each the real cause of its own alert; none of
+# them feeds another's rule (the Ollama probe runs on the gateway host and is
+# scraped there, not on the Ollama host whose exporter stops).
+# role: (host, stop, start, alert, labels, the rule's `for`, its summary says)
+STOPPED_PARTS = {
+    "the proxy": (
+        "gateway",
+        f"cd {LITELLM['litellm_proxy_project_dir']} && "
+        f"docker compose -p {LITELLM['litellm_proxy_compose_project']} stop litellm",
+        f"cd {LITELLM['litellm_proxy_project_dir']} && "
+        f"docker compose -p {LITELLM['litellm_proxy_compose_project']} start litellm",
+        "GatewayDown",
+        {"instance": "llmlab-gateway", "severity": "critical"},
+        "monitoring_alert_gateway_down_for",
+        "Gateway llmlab-gateway is down",
+    ),
+    "a node exporter": (
+        "ollama-bookworm",
+        "systemctl stop prometheus-node-exporter",
+        "systemctl start prometheus-node-exporter",
+        "HostDown",
+        {"instance": "llmlab-ollama-bookworm", "severity": "critical"},
+        "monitoring_alert_host_down_for",
+        "llmlab-ollama-bookworm",
+    ),
+    "an Ollama service": (
+        "ollama-bookworm",
+        "systemctl stop ollama",
+        "systemctl start ollama",
+        "OllamaHostUnreachable",
+        {"ollama": "llmlab-ollama-bookworm"},
+        "monitoring_alert_ollama_unreachable_for",
+        "llmlab-ollama-bookworm is unreachable",
+    ),
+}
+
+
+def test_a_stopped_part_fires_its_alert_and_its_return_resolves_it(
+    prometheus: Prometheus, inbox: AlertInbox, hosts: dict[str, testinfra.host.Host]
+) -> None:
+    """The proxy's container, the node exporter of an Ollama host and that host's
+    Ollama stop: GatewayDown, HostDown and OllamaHostUnreachable each reach the
+    webhook with their labels and summary; the parts start again and each
+    alert's resolution reaches it too."""
+    took = {}
+    for host, stop, *_rest in STOPPED_PARTS.values():
+        hosts[host].run_expect([0], stop)
+    stopped = time.monotonic()
+    try:
+        for part, (*_commands, name, labels, for_setting, summary) in STOPPED_PARTS.items():
+            alert, _ = fires_and_reaches_the_webhook(prometheus, inbox, name, labels, for_setting)
+            took[part] = time.monotonic() - stopped
+            assert summary in alert["annotations"]["summary"], alert
+    finally:
+        for host, _stop, start, *_rest in STOPPED_PARTS.values():
+            hosts[host].run_expect([0], start)
+    for part, taken in took.items():
+        print(f"{STOPPED_PARTS[part][3]} reached the webhook {taken:.0f}s after {part} stopped")
+    for *_commands, name, labels, _for, _summary in STOPPED_PARTS.values():
+        resolves_and_reaches_the_webhook(inbox, name, labels)
+
+
+def test_a_failing_tier_fires_gateway_error_ratio_high_and_recovery_resolves_it(
+    lab: dict[str, str],
+    prometheus: Prometheus,
+    inbox: AlertInbox,
+    gateway: requests.Session,
+    gateway_url: str,
+) -> None:
+    """Every deployment behind `cheap` and its fallbacks fails: the gateway's
+    requests fail, the error ratio passes the threshold, the alert fires; the
+    providers come back and the next requests succeed, so it resolves."""
+    providers, ollama = Emulator(lab["EMULATOR_URL"]), Emulator(lab["OLLAMA_URL"])
+    labels = {"instance": "llmlab-gateway"}
+    try:
+        for provider in ("openai", "anthropic", "gemini"):
+            providers.set(provider, "error")
+        ollama.set("ollama", "error")
+        alert, took = fires_and_reaches_the_webhook(
+            prometheus,
+            inbox,
+            "GatewayErrorRatioHigh",
+            labels,
+            "monitoring_alert_error_ratio_for",
+            keep_causing=lambda: chat(gateway, gateway_url, "cheap"),
+        )
+    finally:
+        for provider in ("openai", "anthropic", "gemini"):
+            providers.set(provider, "ok")
+        ollama.set("ollama", "ok")
+    print(f"GatewayErrorRatioHigh reached the webhook {took:.0f}s after the tier failed")
+    assert "fails more than" in alert["annotations"]["summary"]
+
+    def recovered() -> bool:
+        chat(gateway, gateway_url, "cheap")
+        return not prometheus.alerts("GatewayErrorRatioHigh", **labels)
+
+    poll(recovered, 3 * seconds("monitoring_alert_rate_window") + 60, "the error ratio falling")
+    resolves_and_reaches_the_webhook(inbox, "GatewayErrorRatioHigh", labels)
 
 
 def test_prometheus_and_alertmanager_run_in_the_stack(
@@ -349,22 +570,57 @@ def installed_rules(hosts: dict[str, testinfra.host.Host]) -> str:
     return hosts["monitoring"].file(path).content_string
 
 
-def test_a_new_rule_applies_and_a_broken_one_never_reaches_prometheus(
-    lab: dict[str, str], prometheus: Prometheus, hosts: dict[str, testinfra.host.Host]
+# Thresholds a re-run may set, at values the lab's real state passes: every
+# host's disk has less than 99.99% free, and the lab's traffic of the last hour
+# (the `traffic` fixture's calls are priced) cost more than a millionth of a
+# dollar. DiskNearlyFull and SpendOverBudget then fire from the lab's own
+# filesystems and spend, and resolve when the role's values come back.
+LOW_THRESHOLDS = {
+    "monitoring_alert_disk_free_ratio": 0.9999,
+    "monitoring_alert_disk_full_for": "10s",
+    "monitoring_alert_spend_per_hour_usd": 0.000001,
+    "monitoring_alert_spend_for": "10s",
+}
+
+
+@pytest.mark.usefixtures("traffic")
+def test_new_rules_and_thresholds_apply_and_a_broken_rule_never_reaches_prometheus(
+    lab: dict[str, str],
+    prometheus: Prometheus,
+    inbox: AlertInbox,
+    hosts: dict[str, testinfra.host.Host],
 ) -> None:
+    """A re-run with an extra rule group and lower thresholds: Prometheus runs the
+    group, DiskNearlyFull and SpendOverBudget fire and reach the webhook; a re-run
+    with a broken rule is refused and changes nothing; the role's values come back
+    and both alerts resolve, and the webhook hears it."""
     extra = {
         "name": "lab-extra",
         "rules": [{"alert": "LabNeverFires", "expr": "vector(0) > 1", "for": "1m"}],
     }
     broken = {"name": "lab-broken", "rules": [{"alert": "LabBroken", "expr": "rate(up[5m]"}]}
+    lowered = {**LOW_THRESHOLDS, "monitoring_prometheus_extra_rule_groups": [extra]}
+    disk = {"instance": "llmlab-gateway", "mountpoint": "/var/lib/docker"}
     try:
-        added = run_monitoring_play(lab, {"monitoring_prometheus_extra_rule_groups": [extra]})
+        added = run_monitoring_play(lab, lowered)
         assert added.returncode == 0, added.stdout[-3000:]
         poll(lambda: "lab-extra" in prometheus.rule_groups(), 60, "Prometheus running lab-extra")
         before = hashlib.sha256(installed_rules(hosts).encode()).hexdigest()
+        alert, took = fires_and_reaches_the_webhook(
+            prometheus, inbox, "DiskNearlyFull", disk, "monitoring_alert_disk_full_for"
+        )
+        assert (
+            "llmlab-gateway: /var/lib/docker is nearly full" in alert["annotations"]["summary"]
+        ), alert
+        print(f"DiskNearlyFull reached the webhook {took:.0f}s after the threshold changed")
+        alert, took = fires_and_reaches_the_webhook(
+            prometheus, inbox, "SpendOverBudget", {}, "monitoring_alert_spend_for"
+        )
+        assert "LLM spend is over 1e-06 USD per hour" in alert["annotations"]["summary"], alert
+        print(f"SpendOverBudget reached the webhook {took:.0f}s after DiskNearlyFull")
 
         refused = run_monitoring_play(
-            lab, {"monitoring_prometheus_extra_rule_groups": [extra, broken]}
+            lab, {**lowered, "monitoring_prometheus_extra_rule_groups": [extra, broken]}
         )
         assert refused.returncode != 0, refused.stdout[-3000:]
         assert "failed to validate" in flat(refused.stdout)
@@ -376,3 +632,5 @@ def test_a_new_rule_applies_and_a_broken_one_never_reaches_prometheus(
         restored = run_monitoring_play(lab, {})
         assert restored.returncode == 0, restored.stdout[-3000:]
     poll(lambda: "lab-extra" not in prometheus.rule_groups(), 60, "lab-extra gone again")
+    resolves_and_reaches_the_webhook(inbox, "DiskNearlyFull", disk)
+    resolves_and_reaches_the_webhook(inbox, "SpendOverBudget", {})

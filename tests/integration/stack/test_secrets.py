@@ -46,8 +46,11 @@ def test_files_holding_a_secret_are_root_only(
         assert not path.endswith((".yaml", ".yml", ".cfg")), f"{path}: a config holds a secret"
 
 
-def test_verbose_converge_prints_no_secret(lab: dict[str, str], lab_secrets: list[str]) -> None:
-    run = run_playbook(lab, "playbooks/gateway.yml", None, "-vvv")
+@pytest.mark.parametrize("playbook", ["playbooks/gateway.yml", "playbooks/monitoring.yml"])
+def test_verbose_converge_prints_no_secret(
+    playbook: str, lab: dict[str, str], lab_secrets: list[str]
+) -> None:
+    run = run_playbook(lab, playbook, None, "-vvv")
     assert run.returncode == 0, run.stdout[-2000:]
     log = run.stdout + run.stderr
     assert changed_hosts(run.stdout) == {}, "the verbose run should also be idempotent"

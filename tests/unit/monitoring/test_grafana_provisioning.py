@@ -8,10 +8,7 @@ dashboard model's required fields and layout, and every query, which must
 parse as PromQL (promtool, in the lab's stand-in Prometheus image) and name
 metrics the pinned LiteLLM release exports. The lab test
 (tests/integration/monitoring/test_monitoring.py) runs the same queries against the
-lab's Prometheus and wants data back from each.
-
-Convention: a panel whose description starts with "needs the cost ledger"
-shows a metric nothing exports yet; its queries may come back empty.
+lab's Prometheus and wants data back from each: every panel has data.
 """
 
 from __future__ import annotations
@@ -173,10 +170,9 @@ def test_the_node_dashboard_shows_every_hosts_health() -> None:
         assert any(metric in e for e in exprs), metric
 
 
-def test_only_the_spend_by_task_panel_may_stay_empty() -> None:
-    optional = [q for q in dashboard_queries() if q.may_be_empty]
-    assert [q.panel for q in optional] == ["Spend per hour by task"]
-    assert "gateway_task_spend_usd_total" in optional[0].expr
+def test_the_spend_by_task_panel_reads_the_ledgers_metric() -> None:
+    (query,) = [q for q in dashboard_queries() if q.panel == "Spend per hour by task"]
+    assert "gateway_task_spend_usd_total" in query.expr
 
 
 def test_queries_use_only_grafana_macros_the_tests_know() -> None:

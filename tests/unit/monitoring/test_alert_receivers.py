@@ -4,12 +4,17 @@ release the role deploys) accepts it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
+from tests.support.loader import REPO
 from tests.support.monitoring_role import RoleVars, filters, promtool, render
 from tests.support.monitoring_role import stand_in_prometheus_image as stand_in_image
 
@@ -145,3 +150,45 @@ def test_amtool_accepts_the_config_with_every_kind_of_receiver(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 receivers" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("retired", [None, "monitoring_alertmanager_webhook_url"])
+def test_an_alert_variable_of_an_earlier_release_is_refused_by_name(
+    tmp_path: Path, retired: str | None
+) -> None:
+    """The role's preflight, run by ansible-playbook: the single e-mail and webhook
+    variables it replaced by receivers stop the play, named, instead of being
+    quietly ignored (and the alerts with them)."""
+    playbook = tmp_path / "preflight.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.include_role: {name: monitoring, tasks_from: preflight}\n"
+    )
+    extra = {
+        "ansible_python_interpreter": sys.executable,
+        "monitoring_prometheus_image": "prom/prometheus:v3.5.0",
+        "monitoring_alertmanager_image": "prom/alertmanager:v0.28.1",
+        "monitoring_grafana_enabled": False,
+        **({retired: "https://ha.home.arpa/api/webhook/fake-id"} if retired else {}),
+    }
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            str(playbook),
+            "-e",
+            json.dumps(extra),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    output = " ".join((run.stdout + run.stderr).split())
+    if retired is None:
+        assert run.returncode == 0, output[-2000:]
+        return
+    assert run.returncode != 0
+    assert f"This role no longer reads {retired}: list where alerts go in" in output, output[-2000:]
+    assert "fake-id" not in output

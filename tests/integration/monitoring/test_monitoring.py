@@ -119,11 +119,19 @@ def traffic(
             )
             assert answer.status_code == 200, answer.text
         # The cheap tier fails: `cheap` falls back to `balanced`; gpt-4o-mini alone fails.
+        # Each counter's first sample is its baseline too: one fallback and one
+        # failure first, scraped, then those that the panels count.
         providers.set("openai", "error")
         ollama.set("ollama", "error")
-        for _ in range(2):
+        for call in range(2):
             assert chat(gateway, gateway_url, "cheap").status_code == 200
-        assert chat(gateway, gateway_url, "gpt-4o-mini").status_code >= 400
+            assert chat(gateway, gateway_url, "gpt-4o-mini").status_code >= 400
+            if call == 0:
+                for series in (
+                    "litellm_deployment_successful_fallbacks_total",
+                    "litellm_proxy_failed_requests_metric_total",
+                ):
+                    poll(lambda s=series: prometheus.query(s), 120, f"Prometheus scraping {series}")
         # Everything fails: the fallback fails too.
         providers.set("anthropic", "error")
         providers.set("gemini", "error")

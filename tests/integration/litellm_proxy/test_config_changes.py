@@ -48,8 +48,7 @@ def served_models(gateway: requests.Session, gateway_url: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def default_models() -> list[dict]:
-    defaults = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
-    return defaults["litellm_proxy_models"]
+    return LITELLM["litellm_proxy_models"]
 
 
 def test_new_model_applies_and_broken_config_is_refused_with_old_proxy_serving(

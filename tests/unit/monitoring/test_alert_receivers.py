@@ -131,6 +131,7 @@ def test_a_wrong_receiver_is_named_without_its_secrets(receivers: list, problem:
     assert "https://n/t" not in message and "https://a" not in message
 
 
+@pytest.mark.engine
 def test_amtool_accepts_the_config_with_every_kind_of_receiver(tmp_path: Path) -> None:
     image = stand_in_image()
     variables = RoleVars({"monitoring_alert_receivers": RECEIVERS})

@@ -1,59 +1,69 @@
 #!/usr/bin/env python3
 """What each Task Master task cost through the gateway, and commands run on a task's behalf.
 
-    taskcost run 12 -- task-master update-subtask --id=12.1 --prompt "..."
+    taskcost run 12 [--ttl 12h] -- task-master update-subtask --id=12.1 --prompt "..."
+    taskcost run --untagged -- task-master parse-prd prd.txt
+    taskcost key 12 [--ttl 8h] [--env]
     taskcost report [--json] [--write-metadata] [--all] [--tag TAG]
     taskcost budget show | set 12 0.50 | clear 12
-    taskcost restore
 
-`run` makes every gateway call of the command carry the request tag `task:12`.
-Task Master sends no task id, no custom header and no `user` field, and it
-takes its `baseURL` from `.taskmaster/config.json` with no environment
-override (an environment variable is consulted only when config.json has no
-baseURL). So for as long as the command runs, the gateway roles' baseURLs in
-config.json point at a forwarder that this process serves on 127.0.0.1; it
-adds `x-litellm-tags: task:12` and passes each request on to the gateway (over
-HTTPS, checked against the gateway's CA). The original file is journaled in
-`.taskmaster/.taskcost-run.json` first and put back when the command ends,
-also on Ctrl-C, SIGTERM or SIGHUP; byte for byte, or, if Task Master changed
-the file meanwhile, by putting back only the baseURLs. If this process is
-killed outright, the next taskcost command in the project (or `taskcost
-restore`) puts it back. Nothing stays running: the forwarder is a thread of
-this process. While a run lasts, other Task Master processes of the same
-project (an editor's MCP server) also go through the forwarder.
+`run` runs the command with a *task key* for task 12 in the environment
+variables the common agents read: OPENAI_COMPATIBLE_API_KEY (Task Master's
+openai-compatible provider), OPENAI_API_KEY and OPENAI_BASE_URL (the OpenAI
+SDK, aider), ANTHROPIC_AUTH_TOKEN, ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL
+(Claude Code, the Anthropic SDK). The gateway tags every call made with that
+key `task:12` (a call may name a subtask, `task:12.3`, and no other task),
+counts it against the task and holds it to the task's budget. No file of the
+command's is changed, and nothing of taskcost's keeps running: taskcost
+replaces itself with the command. `key` prints a task key for tools started
+some other way (`--env`: as shell exports). `--untagged` runs with the
+application's own key, for work that belongs to no task yet.
+
+A task key is minted here, signed with the project's application key (the
+gateway checks the signature; see roles/litellm_proxy/files/gateway/taskkeys.py)
+and ends at its expiry (`--ttl`; the gateway refuses one that lives longer
+than it allows). Rotating the application key ends all of its task keys.
+
+Task Master takes a key from the project's `.env` before the process
+environment, so the project's `.env` must not set OPENAI_COMPATIBLE_API_KEY
+(`run` refuses to start while it does; playbooks/taskmaster.yml keeps the
+application key there as LLM_GATEWAY_APP_KEY instead, which Task Master does
+not read). Task Master takes its baseURL from `.taskmaster/config.json`,
+where the playbook points it at the gateway.
 
 `report` reads the gateway's cost ledger over its HTTP API
-(`/gateway/ledger/summary`, master key), and titles and statuses from
-`.taskmaster/tasks/tasks.json`; subtasks (`12.3`) roll up into their parent.
-`--write-metadata` stores the totals in each task's `metadata.gatewayCost`.
+(`/gateway/ledger/summary`, master key in GATEWAY_KEY), and titles and
+statuses from `.taskmaster/tasks/tasks.json`; subtasks (`12.3`) roll up into
+their parent. `--write-metadata` stores the totals in each task's
+`metadata.gatewayCost`.
 
-The gateway URL and key come from the project (the `openai-compatible`
-baseURL in config.json without `/v1`, and `OPENAI_COMPATIBLE_API_KEY` in its
-`.env`), or from GATEWAY_URL / GATEWAY_KEY, or `--gateway`. The gateway's CA:
-`--ca-file`, GATEWAY_CA_FILE, NODE_EXTRA_CA_CERTS, or
-~/.config/llm-gateway/gateway-ca.crt (where playbooks/taskmaster.yml puts it).
-Standard library only, so it runs with any Python 3.10+ on a workstation.
+The gateway URL comes from the project (the `openai-compatible` baseURL in
+config.json without `/v1`), GATEWAY_URL, or `--gateway`; the application key
+from LLM_GATEWAY_APP_KEY in the project's `.env` or in the environment. The
+gateway's CA: `--ca-file`, GATEWAY_CA_FILE, NODE_EXTRA_CA_CERTS, or
+~/.config/llm-gateway/gateway-ca.crt (where playbooks/taskmaster.yml puts
+it); `run` hands it on with the system's CAs beside it, in one file
+(~/.cache/llm-gateway/trust-bundle.pem) named by NODE_EXTRA_CA_CERTS,
+SSL_CERT_FILE and REQUESTS_CA_BUNDLE. Standard library only: any Python 3.10+ runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
-import http.client
+import hashlib
+import hmac
 import json
 import os
 import re
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
-import threading
+import time
 import urllib.error
-import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,21 +73,17 @@ TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 METADATA_KEY = "gatewayCost"
 GATEWAY_PROVIDER = "openai-compatible"
 ROLES = ("main", "research", "fallback")
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-}
-UPSTREAM_TIMEOUT = 900.0
-JOURNAL_NAME = ".taskcost-run.json"
+APP_KEY_VARIABLE = "LLM_GATEWAY_APP_KEY"
+# Task Master reads this one from the project's .env before the environment.
+TASKMASTER_KEY_VARIABLE = "OPENAI_COMPATIBLE_API_KEY"
 DEFAULT_CA_FILE = Path("~/.config/llm-gateway/gateway-ca.crt")
+TRUST_BUNDLE = Path("~/.cache/llm-gateway/trust-bundle.pem")
+# The gateway's task-key format (roles/litellm_proxy/files/gateway/taskkeys.py),
+# copied; tests/unit/taskmaster_client/test_taskcost.py proves the gateway takes these keys.
+TASK_KEY_PREFIX = "sk-task-"
+TASK_KEY_CONTEXT = b"llm-gateway task key v1"
+DEFAULT_RUN_TTL = "12h"
+DEFAULT_KEY_TTL = "8h"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -150,21 +156,15 @@ def gateway_base_urls(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def gateway_from_project(project: Path | None) -> tuple[str | None, str | None]:
-    """(gateway URL without /v1, key) as the project's Task Master setup has them."""
+    """(gateway URL without /v1, application key) as the project's setup has them."""
+    key = os.environ.get(APP_KEY_VARIABLE)
     if project is None:
-        return None, None
+        return None, key
     urls = gateway_base_urls(read_config(project))
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        # A run in progress points config.json at its forwarder: use the real gateway.
-        record = json.loads(journal_path(project).read_text(encoding="utf-8"))
-        for role, (original, temporary) in record["roles"].items():
-            if urls.get(role) == temporary:
-                urls[role] = original
     url = urls.get("main") or next(iter(urls.values()), None)
     if url:
         url = re.sub(r"/v1/?$", "", url.rstrip("/"))
-    key = read_dotenv(project / ".env").get("OPENAI_COMPATIBLE_API_KEY")
-    return url, key or os.environ.get("OPENAI_COMPATIBLE_API_KEY")
+    return url, read_dotenv(project / ".env").get(APP_KEY_VARIABLE) or key
 
 
 # ---------------------------------------------------------------------------- TLS
@@ -199,333 +199,152 @@ def tls_context(option: str | None = None) -> ssl.SSLContext:
     return context
 
 
-# ---------------------------------------------------------------------- forwarder
+# ---------------------------------------------------------------------- task keys
 
 
-class TaggingForwarder(ThreadingHTTPServer):
-    """Plain HTTP on 127.0.0.1, passed on to the gateway with `x-litellm-tags: task:<id>`.
-
-    `/<n>/<path>` goes to upstream base URL number n plus `<path>`, over HTTPS
-    when the gateway is HTTPS (checked against the gateway's CA)."""
-
-    daemon_threads = True
-
-    def __init__(self, task: str, upstreams: list[str], context: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), ForwardingHandler)
-        self.tag = f"task:{task}"
-        self.upstreams = [urllib.parse.urlsplit(u.rstrip("/")) for u in upstreams]
-        self.context = context
-        self.tagged = 0
-        self.count_lock = threading.Lock()
-
-    def local_base(self, index: int) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{index}"
-
-    def count(self) -> None:
-        with self.count_lock:
-            self.tagged += 1
+def _encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def merge_tags(existing: str | None, tag: str) -> str:
-    """Our task tag first; the client's other tags kept, any task tag of its own dropped."""
-    others = [t.strip() for t in (existing or "").split(",") if t.strip()]
-    return ",".join([tag, *[t for t in others if not t.startswith("task:")]])
-
-
-class ForwardingHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: TaggingForwarder
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # the wrapped command's output is what the user reads
-
-    def do_GET(self) -> None:
-        self._forward()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            body = b""
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                body += self.rfile.read(size)
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return body
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else None
-
-    def _forward(self) -> None:
-        first, _, rest = self.path.lstrip("/").partition("/")
-        if not first.isdigit() or int(first) >= len(self.server.upstreams):
-            self._send_json(404, f"taskcost forwarder: no gateway behind {self.path}")
-            return
-        upstream = self.server.upstreams[int(first)]
-        path = f"{upstream.path}/{rest}"
-        body = self._read_body()
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        existing = next((v for k, v in headers.items() if k.lower() == "x-litellm-tags"), None)
-        headers = {k: v for k, v in headers.items() if k.lower() != "x-litellm-tags"}
-        headers["x-litellm-tags"] = merge_tags(existing, self.server.tag)
-        if body is not None:
-            headers["Content-Length"] = str(len(body))  # a TLS front may refuse chunked bodies
-        port = upstream.port or (443 if upstream.scheme == "https" else 80)
-        if upstream.scheme == "https":
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                upstream.hostname, port, timeout=UPSTREAM_TIMEOUT, context=self.server.context
-            )
-        else:
-            connection = http.client.HTTPConnection(
-                upstream.hostname, port, timeout=UPSTREAM_TIMEOUT
-            )
-        self.server.count()
-        try:
-            connection.request(self.command, path, body=body, headers=headers)
-            response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as error:
-            connection.close()
-            self._send_json(502, f"taskcost forwarder: cannot reach the gateway: {error}")
-            return
-        try:
-            self._relay(response)
-        finally:
-            connection.close()
-
-    def _relay(self, response: http.client.HTTPResponse) -> None:
-        self.send_response(response.status, response.reason)
-        length = response.getheader("Content-Length")
-        for key, value in response.getheaders():
-            if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
-                self.send_header(key, value)
-        if self.command == "HEAD" or response.status in (204, 304):
-            self.send_header("Content-Length", "0" if length is None else length)
-            self.end_headers()
-            return
-        if length is not None:
-            self.send_header("Content-Length", length)
-            self.end_headers()
-            while chunk := response.read(65536):
-                self.wfile.write(chunk)
-            self.wfile.flush()
-            return
-        # No length (server-sent events): pass each piece on as it arrives.
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        while chunk := response.read1(65536):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.wfile.flush()
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _send_json(self, status: int, message: str) -> None:
-        payload = json.dumps({"error": {"message": message, "type": "taskcost"}}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
-@contextlib.contextmanager
-def forwarder(
-    task: str, upstreams: list[str], context: ssl.SSLContext
-) -> Iterator[TaggingForwarder]:
-    server = TaggingForwarder(task, upstreams, context)
-    thread = threading.Thread(target=server.serve_forever, name="taskcost-forwarder", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-# ------------------------------------------------------- the temporary baseURL
-
-
-def journal_path(project: Path) -> Path:
-    return project / ".taskmaster" / JOURNAL_NAME
-
-
-def config_path(project: Path) -> Path:
-    return project / ".taskmaster" / "config.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _dump_like(document: Any, original: str) -> str:
-    """JSON in Task Master's own layout (JSON.stringify(data, null, 2))."""
-    return json.dumps(document, indent=2, ensure_ascii=False) + (
-        "\n" if original.endswith("\n") else ""
+def mint_task_key(app_key: str, task: str, expires: int) -> str:
+    """A task key for `task` until `expires` (unix seconds), signed with the application key."""
+    signing_key = hmac.new(app_key.encode(), TASK_KEY_CONTEXT, hashlib.sha256).digest()
+    claim = {"exp": int(expires), "task": task}
+    signed = TASK_KEY_PREFIX + _encode(
+        json.dumps(claim, separators=(",", ":"), sort_keys=True).encode()
     )
+    signature = hmac.new(signing_key, signed.encode(), hashlib.sha256).digest()
+    return f"{signed}.{_encode(signature)}"
 
 
-def restore_config(project: Path) -> bool:
-    """Put back the baseURLs an interrupted or finished run replaced; True if it did.
-
-    Byte for byte when config.json is as the run left it; otherwise (Task Master
-    changed it meanwhile) only the baseURLs that still point at the forwarder."""
-    journal = journal_path(project)
-    try:
-        record = json.loads(journal.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False
-    path = config_path(project)
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if current == record["rewritten"]:
-        atomic_write(path, record["original"])
-    elif current:
-        document = json.loads(current)
-        for role, (original, temporary) in record["roles"].items():
-            entry = (document.get("models") or {}).get(role) or {}
-            if entry.get("baseURL") == temporary:
-                entry["baseURL"] = original
-        atomic_write(path, _dump_like(document, current))
-    journal.unlink(missing_ok=True)
-    return True
+def parse_ttl(text: str) -> int:
+    """`8h`, `30m`, `2d`, `90s` or plain seconds -> seconds (at least one)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text or "")
+    if not match or int(match.group(1)) <= 0:
+        raise TaskcostError(f"not a lifetime: {text!r} (like 8h, 30m, 2d)")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
-def running_pid(project: Path) -> int | None:
-    """The pid of a taskcost run that is using the project right now, if any."""
-    try:
-        record = json.loads(journal_path(project).read_text(encoding="utf-8"))
-        pid = int(record.get("pid") or 0)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return pid if pid and pid != os.getpid() and _alive(pid) else None
-
-
-def recover(project: Path | None) -> None:
-    """Undo what a run that died without cleaning up (SIGKILL, power loss) left."""
-    if project is None or not journal_path(project).exists() or running_pid(project):
-        return  # nothing to undo, or that run is still going and puts it back itself
-    if restore_config(project):
-        print(
-            f"taskcost: restored {config_path(project)} after an interrupted run",
-            file=sys.stderr,
-        )
-
-
-@contextlib.contextmanager
-def gateway_through(
-    project: Path, server: TaggingForwarder, roles: dict[str, str]
-) -> Iterator[None]:
-    """config.json's gateway baseURLs point at the forwarder while the block runs."""
-    journal = journal_path(project)
-    path = config_path(project)
-    original = path.read_text(encoding="utf-8")
-    document = json.loads(original)
-    bases = sorted(set(roles.values()))
-    mapping = {role: (url, server.local_base(bases.index(url))) for role, url in roles.items()}
-    for role, (_url, local) in mapping.items():
-        document["models"][role]["baseURL"] = local
-    rewritten = _dump_like(document, original)
-    record = {
-        "pid": os.getpid(),
-        "original": original,
-        "rewritten": rewritten,
-        "roles": mapping,
-    }
-    try:
-        descriptor = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as error:
+def app_key_for(project: Path | None) -> tuple[str | None, str]:
+    url, key = gateway_from_project(project)
+    if not key:
+        where = f"{project / '.env'} or " if project else ""
         raise TaskcostError(
-            f"another taskcost run is using {project} ({journal} exists)"
-        ) from error
-    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        json.dump(record, out)
-        out.flush()
-        os.fsync(out.fileno())
-    try:
-        atomic_write(path, rewritten)
-        yield
-    finally:
-        restore_config(project)
+            f"no application key: set {APP_KEY_VARIABLE} in {where}the environment "
+            "(playbooks/taskmaster.yml puts it in the project's .env)"
+        )
+    return url, key
+
+
+def key_for(task: str | None, app_key: str, ttl: int) -> str:
+    if task is None:
+        return app_key
+    if not TASK_ID.match(task):
+        raise TaskcostError(f"not a task id: {task!r} (like 12 or 12.3)")
+    return mint_task_key(app_key, task, int(time.time()) + ttl)
 
 
 # ----------------------------------------------------------------------------- run
 
 
-def child_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """The wrapped command's environment (it talks plain HTTP to 127.0.0.1)."""
-    env = dict(base)
-    env["TASKMASTER_SKIP_AUTO_UPDATE"] = "1"
-    # A proxy the user set for Task Master must not carry the calls to 127.0.0.1 away.
-    for name in ("NO_PROXY", "no_proxy"):
-        current = [h for h in env.get(name, "").split(",") if h.strip()]
-        env[name] = ",".join([*current, *[h for h in LOCAL_HOSTS if h not in current]])
+def trust_bundle(cas: list[str]) -> str:
+    """The system's CAs and the gateway's in one file (not secret), for all of
+    NODE_EXTRA_CA_CERTS, SSL_CERT_FILE and REQUESTS_CA_BUNDLE: each takes one file."""
+    paths = ssl.get_default_verify_paths()
+    system = os.environ.get("SSL_CERT_FILE") or paths.cafile or paths.openssl_cafile
+    parts: list[str] = []
+    for path in [system, *cas]:
+        if path and Path(path).is_file():
+            text = Path(path).read_text(encoding="utf-8").strip()
+            if text not in parts:
+                parts.append(text)
+    text = "\n".join(parts) + "\n"
+    bundle = TRUST_BUNDLE.expanduser()
+    if not bundle.is_file() or bundle.read_text(encoding="utf-8") != text:
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(bundle, text)
+    return str(bundle)
+
+
+def agent_environment(
+    base: Mapping[str, str], url: str, key: str, cas: list[str]
+) -> dict[str, str]:
+    """The command's environment: the key and the gateway's address where agents read them."""
+    env = {k: v for k, v in base.items() if k != APP_KEY_VARIABLE}
+    env.update(
+        {
+            TASKMASTER_KEY_VARIABLE: key,
+            "OPENAI_API_KEY": key,
+            "OPENAI_BASE_URL": f"{url}/v1",
+            "OPENAI_API_BASE": f"{url}/v1",
+            "ANTHROPIC_AUTH_TOKEN": key,
+            "ANTHROPIC_API_KEY": key,
+            "ANTHROPIC_BASE_URL": url,
+            "TASKMASTER_SKIP_AUTO_UPDATE": "1",
+        }
+    )
+    if cas:
+        bundle = trust_bundle(cas)
+        for name in ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            env[name] = bundle
     return env
 
 
-def gateway_roles(project: Path) -> dict[str, str]:
-    roles = gateway_base_urls(read_config(project))
-    if not roles:
-        raise TaskcostError(
-            "no Task Master role uses the gateway (provider openai-compatible with a baseURL "
-            f"in {config_path(project)}); run playbooks/taskmaster.yml for this project"
-        )
-    local = sorted(r for r, u in roles.items() if "127.0.0.1:" in u and u.split("/")[-1].isdigit())
-    if local:
-        raise TaskcostError(
-            f"{config_path(project)} still points {', '.join(local)} at a taskcost forwarder; "
-            "run `taskcost restore` (or playbooks/taskmaster.yml)"
-        )
-    return roles
-
-
-def run_command(task: str, command: list[str], project: Path, ca_option: str | None) -> int:
-    if not TASK_ID.match(task):
+def run_command(
+    task: str | None, command: list[str], project: Path, ca_option: str | None, ttl: int
+) -> int:
+    if task is not None and not TASK_ID.match(task):
         raise TaskcostError(f"not a task id: {task!r} (like 12 or 12.3)")
     if not command:
         raise TaskcostError("nothing to run: put the command after --")
-    other = running_pid(project)
-    if other:
+    if read_dotenv(project / ".env").get(TASKMASTER_KEY_VARIABLE):
         raise TaskcostError(
-            f"another taskcost run (pid {other}) is using {project}; wait until it ends"
+            f"{project / '.env'} sets {TASKMASTER_KEY_VARIABLE}, and Task Master takes a key "
+            "from the project's .env before the environment, so its calls would not carry "
+            f"the task's key; remove that line (keep the key as {APP_KEY_VARIABLE})"
         )
-    recover(project)
-    roles = gateway_roles(project)
-    context = tls_context(ca_option)
-    with forwarder(task, sorted(set(roles.values())), context) as server:
-        forwarded = (signal.SIGTERM, signal.SIGHUP)
-        previous = {sig: signal.getsignal(sig) for sig in (*forwarded, signal.SIGINT)}
-        child: subprocess.Popen[bytes] | None = None
+    url, app_key = app_key_for(project)
+    url = os.environ.get("GATEWAY_URL") or url
+    if not url:
+        raise TaskcostError(
+            "no Task Master role uses the gateway (provider openai-compatible with a baseURL "
+            f"in {project / '.taskmaster' / 'config.json'}); run playbooks/taskmaster.yml"
+        )
+    env = agent_environment(os.environ, url, key_for(task, app_key, ttl), ca_files(ca_option))
+    what = f"task {task}'s key" if task else "the application key (untagged)"
+    print(f"taskcost: running {command[0]} with {what}", file=sys.stderr)
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, env)  # noqa: S606 (the user's own command)
+    except OSError as error:
+        raise TaskcostError(f"cannot run {command[0]}: {error}") from error
+    return 127  # not reached: exec replaced this process
 
-        def pass_on(number: int, _frame: Any) -> None:
-            if child is not None and child.poll() is None:
-                child.send_signal(number)
 
-        # Ctrl-C reaches the command from the terminal; SIGTERM/SIGHUP are passed on.
-        # Either way this process waits for it and then puts config.json back.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for sig in forwarded:
-            signal.signal(sig, pass_on)
-        try:
-            with gateway_through(project, server, roles):
-                try:
-                    child = subprocess.Popen(command, env=child_environment(os.environ))
-                except OSError as error:
-                    raise TaskcostError(f"cannot run {command[0]}: {error}") from error
-                code = child.wait()
-        finally:
-            if child is not None and child.poll() is None:
-                child.kill()
-                child.wait()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        tagged = server.tagged
-    print(f"taskcost: {tagged} gateway call(s) tagged task:{task}", file=sys.stderr)
-    return code
+def key_command(args: argparse.Namespace) -> int:
+    project = None
+    with contextlib.suppress(TaskcostError):
+        project = project_dir(args.project)
+    url, app_key = app_key_for(project)
+    ttl = parse_ttl(args.ttl)
+    key = key_for(args.task, app_key, ttl)
+    until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(time.time() + ttl))
+    if args.env:
+        url = args.gateway or os.environ.get("GATEWAY_URL") or url
+        if not url:
+            raise TaskcostError("no gateway URL: use --gateway, GATEWAY_URL, or a project")
+        env = agent_environment({}, url.rstrip("/"), key, ca_files(args.ca_file))
+        del env["TASKMASTER_SKIP_AUTO_UPDATE"]
+        for name, value in sorted(env.items()):
+            print(f"export {name}={_shell_quote(value)}")
+    else:
+        print(key)
+    print(f"taskcost: key for task {args.task}, valid until {until}", file=sys.stderr)
+    return 0
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
 
 
 # -------------------------------------------------------------- the gateway's API
@@ -574,7 +393,7 @@ def gateway_for(args: argparse.Namespace, project: Path | None) -> Gateway:
         raise TaskcostError("no gateway URL: use --gateway, GATEWAY_URL, or configure the project")
     if not key:
         raise TaskcostError(
-            "no gateway key: set GATEWAY_KEY or OPENAI_COMPATIBLE_API_KEY in the project's .env"
+            "no gateway key: set GATEWAY_KEY (the ledger's API takes the master key)"
         )
     return Gateway(re.sub(r"/v1/?$", "", url.rstrip("/")), key, tls_context(args.ca_file))
 
@@ -823,7 +642,7 @@ def write_metadata(project: Path, tag: str, report: Mapping[str, Any]) -> int:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -839,7 +658,6 @@ def atomic_write(path: Path, text: str) -> None:
 
 def report_command(args: argparse.Namespace) -> int:
     project = project_dir(args.project)
-    recover(project)
     gateway = gateway_for(args, project)
     tag = current_tag(project, args.tag)
     answer = gateway.call("GET", "/gateway/ledger/summary")
@@ -903,8 +721,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--gateway", help="gateway URL (default: from the project's config)")
     parser.add_argument("--ca-file", help="CA bundle of the gateway's certificate")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a command with its gateway calls tagged task:<id>")
-    run.add_argument("task", help="task id, like 12 (a subtask id like 12.3 is kept as is)")
+    run = sub.add_parser("run", help="run a command with a task key: its calls count for the task")
+    run.add_argument("task", nargs="?", help="task id, like 12 (or a subtask id like 12.3)")
+    run.add_argument("--untagged", action="store_true", help="no task: the application key")
+    run.add_argument("--ttl", default=DEFAULT_RUN_TTL, help=f"key lifetime ({DEFAULT_RUN_TTL})")
+    key = sub.add_parser("key", help="print a task key for tools started some other way")
+    key.add_argument("task", help="task id, like 12")
+    key.add_argument("--ttl", default=DEFAULT_KEY_TTL, help=f"key lifetime ({DEFAULT_KEY_TTL})")
+    key.add_argument("--env", action="store_true", help="as shell exports of what agents read")
     report = sub.add_parser("report", help="what each task cost")
     report.add_argument("--json", action="store_true", help="JSON for scripts")
     report.add_argument("--write-metadata", action="store_true", help="store totals in tasks.json")
@@ -919,7 +743,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     setter.add_argument("usd", type=float)
     clearer = actions.add_parser("clear")
     clearer.add_argument("task")
-    sub.add_parser("restore", help="put back config.json after a run that was killed")
     return parser.parse_args(argv), command
 
 
@@ -927,17 +750,14 @@ def main(argv: list[str] | None = None) -> int:
     args, command = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "run":
-            return run_command(args.task, command, project_dir(args.project), args.ca_file)
+            if (args.task is None) is not args.untagged:
+                raise TaskcostError("give a task id, or --untagged for work of no task")
+            ttl = parse_ttl(args.ttl)
+            return run_command(args.task, command, project_dir(args.project), args.ca_file, ttl)
+        if args.command == "key":
+            return key_command(args)
         if args.command == "report":
             return report_command(args)
-        if args.command == "restore":
-            project = project_dir(args.project)
-            other = running_pid(project)
-            if other:
-                raise TaskcostError(f"a taskcost run (pid {other}) is still using {project}")
-            if not restore_config(project):
-                print(f"taskcost: nothing to restore in {project}", file=sys.stderr)
-            return 0
         return budget_command(args)
     except TaskcostError as error:
         print(f"taskcost: {error}", file=sys.stderr)

@@ -202,14 +202,15 @@ def test_ledger_cost_is_tokens_times_prices_and_litellms_own_header(
     assert float(sample.split()[-1]) == pytest.approx(2 * header_cost, rel=1e-9)
 
 
-def lab_app() -> tuple[str, str, list[str]]:
-    """The lab's application (name, key from the lab's vault, aliases it may use)."""
+def lab_app(index: int = 0) -> tuple[str, str, list[str]]:
+    """One of the lab's applications (name, key from the lab's vault, aliases it may use)."""
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     scenario = yaml.safe_load((REPO / "molecule/default/group_vars/gateway/lab.yml").read_text())
-    app = (scenario.get("litellm_proxy_apps") or [None])[0]
-    if app is None:
-        pytest.fail("the lab scenario defines no application key (litellm_proxy_apps)")
+    apps = scenario.get("litellm_proxy_apps") or []
+    if len(apps) <= index:
+        pytest.fail(f"the lab scenario defines fewer than {index + 1} applications")
+    app = apps[index]
     password = (REPO / "molecule/default/vault-password.txt").read_bytes().strip()
     vault = VaultLib([("default", VaultSecret(password))])
     secrets = yaml.safe_load(
@@ -536,11 +537,10 @@ def taskmaster_cli() -> Path:
 
 
 @pytest.fixture
-def project(
-    tmp_path: Path, gateway_url: str, gateway_key: str, trust_gateway_ca: Path
-) -> Iterator[Path]:
-    """A Task Master project configured by playbooks/taskmaster.yml, with one task; the
-    gateway's CA goes where taskcost looks for it in the test's own home."""
+def project(tmp_path: Path, gateway_url: str, trust_gateway_ca: Path) -> Iterator[Path]:
+    """A Task Master project configured by playbooks/taskmaster.yml for the lab's
+    application, with one task; the gateway's CA goes where taskcost looks for it in
+    the test's own home."""
     root = tmp_path / "project"
     (root / ".taskmaster" / "tasks").mkdir(parents=True)
     tid = int(task_id(6))
@@ -579,7 +579,7 @@ def project(
             {
                 "taskmaster_client_project_dir": str(root),
                 "taskmaster_client_gateway_url": gateway_url,
-                "taskmaster_client_gateway_key": gateway_key,
+                "taskmaster_client_gateway_key": lab_app()[1],
                 "taskmaster_client_gateway_ca": trust_gateway_ca.read_text(),
                 "taskmaster_client_gateway_ca_path": str(
                     tmp_path / "home/.config/llm-gateway/gateway-ca.crt"
@@ -610,6 +610,7 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     project: Path,
     gateway: requests.Session,
     gateway_url: str,
+    gateway_key: str,
     ledger: Ledger,
     emulator: Emulator,
     ollama_emulator: Emulator,
@@ -629,6 +630,8 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     emulator.clear()
     ollama_emulator.clear()
     started = time.time()
+    config = project / ".taskmaster/config.json"
+    config_before = config.read_bytes()
 
     installed = home / ".local/bin/taskcost"
     assert os.access(installed, os.X_OK)
@@ -646,7 +649,7 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
         tool=installed,
     )
     assert update.returncode == 0, update.stdout[-2000:] + update.stderr[-2000:]
-    assert f"tagged task:{task}" in update.stderr
+    assert f"task {task}'s key" in update.stderr
     # update-subtask exits 0 even when its AI call failed: tasks.json tells.
     tasks = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
     details = tasks["master"]["tasks"][0]["subtasks"][0]["details"]
@@ -666,6 +669,7 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     )
     assert research.returncode == 0, research.stdout[-2000:] + research.stderr[-2000:]
     assert "emulated reply from openai model gpt-4.1" in research.stdout
+    assert config.read_bytes() == config_before  # Task Master's own file is left alone
 
     # (keyed, in case one emulator stands in for both the clouds and Ollama)
     upstream = {
@@ -690,6 +694,7 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     assert research_row["input_tokens"] > 0
     assert "balanced" in by_alias  # update-subtask asked Task Master's main role
 
+    env["GATEWAY_KEY"] = gateway_key  # the ledger's API is the operator's
     report = taskcost("report", "--json", "--write-metadata", env=env, cwd=project, tool=installed)
     assert report.returncode == 0, report.stderr
     (entry,) = [t for t in json.loads(report.stdout)["tasks"] if t["id"] == task]
@@ -703,6 +708,118 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     assert f"Harden the login page ({RUN})" in table.stdout
     written = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
     assert written["master"]["tasks"][0]["metadata"]["gatewayCost"]["calls"] == len(rows)
+
+
+# ------------------------------------------------------------------- task keys
+
+SDK_CALLS = r"""
+import anthropic, openai
+chat = openai.OpenAI().chat.completions.create(
+    model="cheap", messages=[{"role": "user", "content": "one two three"}])
+print("openai", chat.choices[0].message.content)
+message = anthropic.Anthropic().messages.create(
+    model="cheap", max_tokens=16, messages=[{"role": "user", "content": "four five"}])
+print("anthropic", message.content[0].text)
+"""
+
+
+def task_key(task: str, ttl_s: int = 600, app: int = 0) -> str:
+    """A task key of one of the lab's applications, as `taskcost key` mints it."""
+    sys.path.insert(0, str(TASKCOST.parent))
+    try:
+        import taskcost as tool
+    finally:
+        sys.path.pop(0)
+    return tool.mint_task_key(lab_app(app)[1], task, int(time.time()) + ttl_s)
+
+
+def test_the_sdks_given_only_what_taskcost_run_sets_are_counted_against_the_task(
+    project: Path, gateway_url: str, ledger: Ledger, tmp_path: Path
+) -> None:
+    task = task_id(8)
+    home = tmp_path / "home"
+    unset = ("GATEWAY_URL", "GATEWAY_KEY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+    unset += tuple(k for k in os.environ if k.startswith(("OPENAI_", "ANTHROPIC_")))
+    env = {**{k: v for k, v in os.environ.items() if k not in unset}, "HOME": str(home)}
+    ran = taskcost(
+        "run", task, "--", sys.executable, "-c", SDK_CALLS,
+        env=env, cwd=project, tool=home / ".local/bin/taskcost",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
+    assert "openai emulated reply" in ran.stdout and "anthropic emulated reply" in ran.stdout
+    rows = ledger.wait_rows(lambda r: len(r) == 2, "a row for each SDK's call", task=task)
+    assert {(r["status"], r["consumer"], r["task"]) for r in rows} == {
+        ("success", lab_app()[0], task)
+    }
+    assert lab_app()[1] not in ran.stdout + ran.stderr
+
+
+@pytest.mark.usefixtures("trust_gateway_ca")
+def test_a_bad_task_key_or_one_used_outside_its_task_or_app_reaches_no_upstream(
+    gateway_url: str, emulator: Emulator, ollama_emulator: Emulator
+) -> None:
+    task = task_id(9)
+    good = task_key(task)
+    signed, signature = good.split(".")
+    limited = next(i for i in range(3) if lab_app(i)[2])  # an application held to some aliases
+    outside = next(a for a in ("smart", "balanced", "cheap") if a not in lab_app(limited)[2])
+    cases = {
+        "expired": (task_key(task, ttl_s=-5), {}, "cheap", 401),
+        "tampered task": (task_key(f"{task}1").split(".")[0] + "." + signature, {}, "cheap", 401),
+        "forged signature": (f"{signed}.{signature[::-1]}", {}, "cheap", 401),
+        "another task's tag": (good, {"x-litellm-tags": "task:1"}, "cheap", 403),
+        "alias outside its app": (task_key(task, app=limited), {}, outside, 403),
+    }
+    emulator.clear()
+    ollama_emulator.clear()
+    for what, (key, headers, model, status) in cases.items():
+        answer = requests.post(
+            f"{gateway_url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}", **headers},
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
+        assert answer.status_code == status, (what, answer.text)
+        assert key not in answer.text
+    assert emulator.model_calls() + ollama_emulator.model_calls() == []
+    fine = requests.post(
+        f"{gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {good}", "x-litellm-tags": f"task:{task}.2"},
+        json={"model": "cheap", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert fine.status_code == 200, fine.text
+
+
+@pytest.mark.usefixtures("trust_gateway_ca")
+def test_a_task_over_its_budget_is_refused_through_a_task_key_as_through_the_header(
+    gateway: requests.Session, gateway_url: str, gateway_key: str, ledger: Ledger,
+    mini_answers: Emulator,
+) -> None:  # fmt: skip
+    task = task_id(10)
+    env = {**os.environ, "GATEWAY_URL": gateway_url, "GATEWAY_KEY": gateway_key}
+    done = taskcost("budget", "set", task, "0.000001", env=env)
+    assert done.returncode == 0, done.stderr
+    keyed = requests.Session()
+    keyed.headers["Authorization"] = f"Bearer {task_key(task)}"
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one two three"}]}
+    try:
+        first = keyed.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=60)
+        assert first.status_code == 200, first.text
+        ledger.wait_rows(lambda r: len(r) == 1, "the first call's row", task=task)
+        wait_until(
+            lambda: ledger.status()["spend_by_task"].get(task, 0) > 0, 30, "the spend counted"
+        )
+        mini_answers.clear()
+        through_key = keyed.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=60)
+        through_header = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, "one two three")
+        for refused in (through_key, through_header):
+            assert refused.status_code == 402, refused.text
+            assert f"task {task} has reached its budget" in refused.json()["error"]["message"]
+        assert mini_answers.model_calls() == []
+    finally:
+        cleared = taskcost("budget", "clear", task, env=env)
+        assert cleared.returncode == 0, cleared.stderr
 
 
 # ----------------------------------------------------- a request cannot stop the ledger

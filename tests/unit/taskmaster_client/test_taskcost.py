@@ -8,17 +8,13 @@ tests/integration/taskmaster_client/test_taskmaster.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,7 +149,7 @@ def write_project(root: Path, base_url: str = "http://127.0.0.1:4000/v1") -> Pat
     (root / ".taskmaster" / "tasks" / "tasks.json").write_text(
         json.dumps(TASKS, indent=2, ensure_ascii=False)
     )
-    (root / ".env").write_text("OPENAI_COMPATIBLE_API_KEY=sk-from-the-project\n")
+    (root / ".env").write_text("LLM_GATEWAY_APP_KEY=sk-from-the-project\n")
     return root
 
 
@@ -252,7 +248,7 @@ def test_the_current_tag_comes_from_task_masters_state(tmp_path: Path) -> None:
     assert index["1"]["title"] == "Other tag"
 
 
-# --------------------------------------------------------------------- forwarder
+# --------------------------------------------------------- a stand-in gateway
 
 
 class Upstream(ThreadingHTTPServer):
@@ -370,173 +366,147 @@ def gateway_ca(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     return tmp_path / "ca.crt", server_tls
 
 
-def post(url: str, body: bytes) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/json")
-    request.add_header("x-litellm-tags", "task:999,team:a")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def test_calls_through_the_forwarder_are_tagged_with_the_task(upstream: Upstream) -> None:
-    with tc.forwarder("12", [f"{upstream.url}/v1"], ssl.create_default_context()) as server:
-        status, body = post(f"{server.local_base(0)}/chat/completions", b'{"a": 1}')
-        assert status == 200
-        assert json.loads(body)["echo"] == '{"a": 1}'
-        status, streamed = post(f"{server.local_base(0)}/stream", b"{}")
-        assert streamed == b"data: one\n\ndata: two\n\ndata: [DONE]\n\n"
-        assert post(f"{server.local_base(1)}/chat/completions", b"{}")[0] == 404
-        assert server.tagged == 2
-    assert [s["path"] for s in upstream.seen] == ["/v1/chat/completions", "/v1/stream"]
-    for seen in upstream.seen:
-        # Ours first, the client's other tags kept, its own task tag dropped.
-        assert seen["headers"]["x-litellm-tags"] == "task:12,team:a"
-        assert seen["headers"]["Content-Length"]
-
-
-def test_an_https_gateway_is_reached_with_its_own_ca_and_refused_without(
-    gateway_ca: tuple[Path, ssl.SSLContext],
-) -> None:
-    ca, server_tls = gateway_ca
-    secure = serve(Upstream(server_tls))
-    try:
-        with tc.forwarder("7.1", [f"{secure.url}/v1"], tc.tls_context(str(ca))) as server:
-            status, _ = post(f"{server.local_base(0)}/chat/completions", b"{}")
-            assert status == 200
-        assert secure.seen[0]["headers"]["x-litellm-tags"] == "task:7.1,team:a"
-        with tc.forwarder("7.1", [f"{secure.url}/v1"], ssl.create_default_context()) as server:
-            status, body = post(f"{server.local_base(0)}/chat/completions", b"{}")
-        assert status == 502
-        assert b"CERTIFICATE_VERIFY_FAILED" in body
-    finally:
-        secure.shutdown()
-        secure.server_close()
-
-
-CHILD = r"""
-import json, sys, urllib.request
-config = json.load(open(".taskmaster/config.json"))
-base = config["models"]["main"]["baseURL"]
-assert base.startswith("http://127.0.0.1:"), base
-request = urllib.request.Request(base + "/chat/completions", data=b"{}", method="POST")
-assert urllib.request.urlopen(request).status == 200
-if sys.argv[1] == "edit":  # Task Master changing its own config meanwhile
-    config["global"]["projectName"] = "Renamed"
-    json.dump(config, open(".taskmaster/config.json", "w"), indent=2)
+SHOW_ENV = r"""
+import json, os, sys, urllib.request
+names = sys.argv[1].split(",")
+seen = {name: os.environ.get(name) for name in names}
+if len(sys.argv) > 2:  # reach the gateway the way an SDK would, trusting what it is handed
+    seen["status"] = urllib.request.urlopen(sys.argv[2], data=b"{}").status
+print(json.dumps(seen))
 sys.exit(3)
 """
+AGENT_VARIABLES = (
+    "OPENAI_COMPATIBLE_API_KEY",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_API_KEY",
+)
+SEEN = (
+    *AGENT_VARIABLES,
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_BASE_URL",
+    "LLM_GATEWAY_APP_KEY",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+)
 
 
-def run_in(project: Path, *command: str) -> int:
-    previous = Path.cwd()
-    os.chdir(project)
-    try:
-        return tc.run_command("12", list(command), project, None)
-    finally:
-        os.chdir(previous)
-
-
-def test_run_tags_the_commands_calls_and_puts_config_json_back_byte_for_byte(
-    upstream: Upstream, tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    project = write_project(tmp_path, f"{upstream.url}/v1")
-    config = project / ".taskmaster" / "config.json"
-    before = config.read_bytes()
-    assert run_in(project, sys.executable, "-c", CHILD, "plain") == 3  # its exit code
-    assert [s["headers"]["x-litellm-tags"] for s in upstream.seen] == ["task:12"]
-    assert upstream.seen[0]["path"] == "/v1/chat/completions"
-    assert config.read_bytes() == before
-    assert not tc.journal_path(project).exists()
-    assert "1 gateway call(s) tagged task:12" in capfd.readouterr().err
-    assert not [t for t in threading.enumerate() if t.name == "taskcost-forwarder"]
-
-
-def test_run_keeps_what_task_master_changed_in_config_json_meanwhile(
-    upstream: Upstream, tmp_path: Path
-) -> None:
-    project = write_project(tmp_path, f"{upstream.url}/v1")
-    assert run_in(project, sys.executable, "-c", CHILD, "edit") == 3
-    config = json.loads((project / ".taskmaster" / "config.json").read_text())
-    assert config["global"]["projectName"] == "Renamed"
-    assert {m["baseURL"] for m in config["models"].values()} == {f"{upstream.url}/v1"}
-
-
-SLEEPER = "import os, time; open('sleeper.pid', 'w').write(str(os.getpid())); time.sleep(60)"
-
-
-def test_a_killed_run_is_undone_by_the_next_command_and_a_live_one_is_left_alone(
-    upstream: Upstream, tmp_path: Path
-) -> None:
-    project = write_project(tmp_path, f"{upstream.url}/v1")
-    config = project / ".taskmaster" / "config.json"
-    before = config.read_text()
-    script = str(REPO / SOURCE)
-    run = subprocess.Popen(
-        [sys.executable, script, "run", "5", "--", sys.executable, "-c", SLEEPER],
+def taskcost(project: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """The installed script as a user runs it (run replaces itself with the command)."""
+    return subprocess.run(
+        [sys.executable, str(REPO / SOURCE), *args],
         cwd=project,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "HOME": str(project.parent / "home"), **(env or {})},
     )
-    sleeper = project / "sleeper.pid"
-    try:
-        deadline = time.monotonic() + 20
-        while not sleeper.exists() or not sleeper.read_text():
-            assert time.monotonic() < deadline, "the run did not start its command"
-            time.sleep(0.1)
-        assert "127.0.0.1" in config.read_text()
-        with pytest.raises(tc.TaskcostError, match="another taskcost run"):
-            run_in(project, "true")
-        tc.recover(project)  # that run is alive: its file stays as it is
-        assert "127.0.0.1" in config.read_text()
-        run.kill()  # SIGKILL: no chance to clean up
-        run.wait()
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        if sleeper.exists() and sleeper.read_text():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(sleeper.read_text()), signal.SIGKILL)
-    assert tc.journal_path(project).exists()
-    assert tc.main(["--project", str(project), "restore"]) == 0
-    assert config.read_text() == before
-    assert not tc.journal_path(project).exists()
 
 
-def test_the_next_command_undoes_a_killed_run_by_itself(tmp_path: Path) -> None:
+def show_env(project: Path, *run_args: str, url: str | None = None, **kw: Any) -> Any:
+    extra = [url] if url else []
+    cmd = ["run", *run_args, "--", sys.executable, "-c", SHOW_ENV, ",".join(SEEN), *extra]
+    return taskcost(project, *cmd, **kw)
+
+
+def claim_of(key: str) -> dict[str, Any]:
+    import base64
+
+    payload = key.split(".")[0][len("sk-task-") :]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_run_hands_the_command_a_task_key_where_agents_read_it_and_changes_no_file(
+    tmp_path: Path,
+) -> None:
+    project = write_project(tmp_path, "https://gateway.home.arpa/v1")
+    files = {p: p.read_bytes() for p in (project / ".env", project / ".taskmaster/config.json")}
+    started = time.time()
+    result = show_env(project, "12")
+    assert result.returncode == 3, result.stderr  # the command's own exit code
+    seen = json.loads(result.stdout)
+    key = seen["OPENAI_COMPATIBLE_API_KEY"]
+    assert key.startswith("sk-task-") and {seen[name] for name in AGENT_VARIABLES} == {key}
+    claim = claim_of(key)
+    assert claim["task"] == "12"
+    assert started + 12 * 3600 - 5 <= claim["exp"] <= time.time() + 12 * 3600
+    assert seen["OPENAI_BASE_URL"] == "https://gateway.home.arpa/v1"
+    assert seen["ANTHROPIC_BASE_URL"] == "https://gateway.home.arpa"
+    assert seen["LLM_GATEWAY_APP_KEY"] is None  # the command gets the task key only
+    assert "sk-from-the-project" not in result.stdout + result.stderr
+    assert {p: p.read_bytes() for p in files} == files
+    assert "task 12's key" in result.stderr
+    shorter = claim_of(json.loads(show_env(project, "12.3", "--ttl", "30m").stdout)[SEEN[0]])
+    assert shorter["task"] == "12.3" and shorter["exp"] <= time.time() + 1800
+
+
+def test_run_untagged_hands_on_the_application_key_and_wants_one_or_the_other(
+    tmp_path: Path,
+) -> None:
     project = write_project(tmp_path)
-    config = project / ".taskmaster" / "config.json"
-    before = config.read_text()
-    rewritten = before.replace("http://127.0.0.1:4000/v1", "http://127.0.0.1:9/0")
-    config.write_text(rewritten)
-    record = {
-        "pid": 2**22 + 12345,  # no such process
-        "original": before,
-        "rewritten": rewritten,
-        "roles": {r: ["http://127.0.0.1:4000/v1", "http://127.0.0.1:9/0"] for r in tc.ROLES},
-    }
-    tc.journal_path(project).write_text(json.dumps(record))
-    tc.recover(project)
-    assert config.read_text() == before
+    seen = json.loads(show_env(project, "--untagged").stdout)
+    assert seen["OPENAI_API_KEY"] == "sk-from-the-project"
+    for wrong in ([], ["12", "--untagged"]):
+        result = show_env(project, *wrong)
+        assert result.returncode == 2 and "--untagged" in result.stderr
+    assert "not a task id" in show_env(project, "12 3").stderr
+    assert "not a lifetime" in show_env(project, "12", "--ttl", "soon").stderr
+
+
+def test_run_refuses_while_the_projects_env_would_win_over_the_task_key(tmp_path: Path) -> None:
+    project = write_project(tmp_path)
+    env_file = project / ".env"
+    env_file.write_text(env_file.read_text() + "OPENAI_COMPATIBLE_API_KEY=sk-static\n")
+    result = show_env(project, "12")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "sets OPENAI_COMPATIBLE_API_KEY" in result.stderr
+    assert "sk-static" not in result.stderr
 
 
 def test_run_refuses_a_project_that_does_not_use_the_gateway(tmp_path: Path) -> None:
     project = write_project(tmp_path)
     (project / ".taskmaster" / "config.json").write_text('{"models": {}}')
-    with pytest.raises(tc.TaskcostError, match="no Task Master role uses the gateway"):
-        run_in(project, "true")
-    with pytest.raises(tc.TaskcostError, match="not a task id"):
-        tc.run_command("12 3", ["true"], project, None)
+    result = show_env(project, "12")
+    assert result.returncode == 2 and "no Task Master role uses the gateway" in result.stderr
+    (project / ".env").write_text("")
+    assert "no application key" in show_env(project, "12").stderr
 
 
-def test_the_childs_environment_keeps_calls_to_the_forwarder_local() -> None:
-    env = tc.child_environment({"NO_PROXY": "example.org", "PATH": "/bin"})
-    assert env["TASKMASTER_SKIP_AUTO_UPDATE"] == "1"
-    assert env["NO_PROXY"] == "example.org,127.0.0.1,localhost"
-    assert env["no_proxy"] == "127.0.0.1,localhost"
-    assert env["PATH"] == "/bin"
+def test_key_prints_a_task_key_alone_or_as_exports(tmp_path: Path) -> None:
+    project = write_project(tmp_path, "https://gateway.home.arpa/v1")
+    printed = taskcost(project, "key", "7", "--ttl", "2h")
+    assert printed.returncode == 0, printed.stderr
+    claim = claim_of(printed.stdout.strip())
+    assert claim["task"] == "7" and claim["exp"] <= time.time() + 7200
+    assert "valid until" in printed.stderr and "sk-task-" not in printed.stderr
+    exports = taskcost(project, "key", "7", "--env").stdout.splitlines()
+    assert "export ANTHROPIC_BASE_URL='https://gateway.home.arpa'" in exports
+    assert sum(line.startswith("export OPENAI_API_KEY='sk-task-") for line in exports) == 1
+
+
+def test_run_hands_on_the_gateways_ca_beside_the_systems(
+    tmp_path: Path, gateway_ca: tuple[Path, ssl.SSLContext]
+) -> None:
+    ca, server_tls = gateway_ca
+    secure = serve(Upstream(server_tls))
+    try:
+        project = write_project(tmp_path / "p", f"{secure.url}/v1")
+        env = {"GATEWAY_CA_FILE": str(ca), "SSL_CERT_FILE": ""}
+        result = show_env(project, "12", url=f"{secure.url}/v1/chat/completions", env=env)
+        assert result.returncode == 3, result.stderr
+        seen = json.loads(result.stdout)
+        assert seen["status"] == 200
+        assert seen["NODE_EXTRA_CA_CERTS"] == seen["SSL_CERT_FILE"]
+        bundle = Path(seen["SSL_CERT_FILE"]).read_text()
+        assert ca.read_text().strip() in bundle
+        assert bundle.count("BEGIN CERTIFICATE") > 1  # the system's CAs are still trusted
+        env = {"NODE_EXTRA_CA_CERTS": "", "SSL_CERT_FILE": ""}
+        without = show_env(project, "12", url=f"{secure.url}/v1/chat/completions", env=env)
+        assert without.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in without.stderr
+    finally:
+        secure.shutdown()
+        secure.server_close()
 
 
 def test_the_gateways_ca_is_trusted_on_top_of_the_system_store(
@@ -675,8 +645,9 @@ def test_the_play_merges_into_an_existing_config_and_a_second_run_changes_nothin
         "anonymousTelemetry": False,
     }
     env_file = project / ".env"
+    # Task Master would take a key in .env over the task key taskcost hands it
     assert env_file.read_text() == (
-        "ANTHROPIC_API_KEY=keep-me\nOPENAI_COMPATIBLE_API_KEY=sk-unit-test-key-0123456789abcdefghij\n"
+        "ANTHROPIC_API_KEY=keep-me\nLLM_GATEWAY_APP_KEY=sk-unit-test-key-0123456789abcdefghij\n"
     )
     assert env_file.stat().st_mode & 0o777 == 0o600
     assert (project / ".gitignore").read_text() == ".env\n"

@@ -6,10 +6,15 @@ may only read `/metrics` (Prometheus scrapes with it, so the master key never
 sits on the monitoring host); each application key may use the model API with
 the aliases it was given (403 otherwise), without naming fallback models of
 its own in the body (400), up to its requests per minute (429 with
-Retry-After otherwise; the windows are in :mod:`gateway.ratelimit`); anything
-else is refused with 401. Keys come from the environment (the stack's
-env file, mode 0600), never from the config file: LITELLM_MASTER_KEY,
-GATEWAY_METRICS_KEY and GATEWAY_APP_KEYS.
+Retry-After otherwise; the windows are in :mod:`gateway.ratelimit`). A task
+key (:mod:`gateway.taskkeys`) may do what its application's key may, for one
+task: its calls are tagged ``task:<id>`` (so they are counted, and held to the
+task's budget, like calls that send the tag themselves), and a call tagged
+with any other task is refused with 403; an expired, forged or altered task
+key gets 401. Anything else is refused with 401. Keys come from the
+environment (the stack's env file, mode 0600), never from the config file:
+LITELLM_MASTER_KEY, GATEWAY_METRICS_KEY and GATEWAY_APP_KEYS; the longest a
+task key may live is GATEWAY_TASK_KEY_MAX_TTL (seconds).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import time
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
+from gateway import taskkeys
 from gateway.ratelimit import FileWindow, MemoryWindow, window_for
+from gateway.tasks import TASK_ID, TASK_TAG
 
 LOG = logging.getLogger("gateway_hooks")
 
@@ -83,6 +90,7 @@ class App:
         self.key = key
         self.models = models
         self.rpm = rpm
+        self.signing_key = taskkeys.signing_key(key)
         self.window: MemoryWindow | FileWindow = window_for(name)
 
     def retry_after(self, now: float) -> int:
@@ -121,7 +129,25 @@ def load_apps() -> dict[str, App]:
     return _APPS
 
 
-async def _app_auth(request: Request, app: App) -> UserAPIKeyAuth:
+def _client_tasks(request: Request, body: dict) -> list[str]:
+    """The task ids a request names itself: in `x-litellm-tags`, or in the body's tags."""
+    tags: list = request.headers.get("x-litellm-tags", "").split(",")
+    for holder in (body, body.get("metadata"), body.get("litellm_metadata")):
+        if isinstance(holder, dict) and isinstance(holder.get("tags"), list):
+            tags += holder["tags"]
+    named = (t.strip() for t in tags if isinstance(t, str))
+    tasks = (t[len(TASK_TAG) :].strip() for t in named if t.startswith(TASK_TAG))
+    return [task for task in tasks if TASK_ID.match(task)]
+
+
+def _task_key_max_ttl() -> float:
+    try:
+        return float(os.environ.get("GATEWAY_TASK_KEY_MAX_TTL") or 7 * 24 * 3600)
+    except ValueError:
+        return 7 * 24 * 3600
+
+
+async def _app_auth(request: Request, app: App, task: str | None = None) -> UserAPIKeyAuth:
     route = request.url.path.rstrip("/")
     if route not in APP_ROUTES:
         raise _refuse(403, f"the key of {app.name} may only use the model API, not {route}")
@@ -144,6 +170,10 @@ async def _app_auth(request: Request, app: App) -> UserAPIKeyAuth:
         if app.models and model not in app.models:
             allowed = ", ".join(sorted(app.models))
             raise _refuse(403, f"{app.name} may not use model {model!r}; allowed: {allowed}")
+        if task is not None:
+            other = [t for t in _client_tasks(request, body) if not taskkeys.within(task, t)]
+            if other:
+                raise _refuse(403, f"this key is for task {task}, not task {other[0]}")
     wait = app.retry_after(time.monotonic())
     if wait:
         raise ProxyException(
@@ -153,12 +183,26 @@ async def _app_auth(request: Request, app: App) -> UserAPIKeyAuth:
             code=429,
             headers={"retry-after": str(wait)},
         )
+    # LiteLLM adds a key's metadata tags after the request's own
+    # (litellm_pre_call_utils.add_key_level_controls), so a subtask the call
+    # names (`task:12.3`, checked above) comes first and is the one counted.
     return UserAPIKeyAuth(
         key_alias=app.name,
         user_id=app.name,
         models=sorted(app.models),
         user_role=LitellmUserRoles.INTERNAL_USER,
+        metadata={"tags": [f"{TASK_TAG}{task}"]} if task is not None else {},
     )
+
+
+async def _task_key_auth(request: Request, presented: str) -> UserAPIKeyAuth:
+    apps = load_apps()
+    signing_keys = {name: app.signing_key for name, app in apps.items()}
+    try:
+        name, claim = taskkeys.check(presented, signing_keys, time.time(), _task_key_max_ttl())
+    except taskkeys.TaskKeyError as error:
+        raise _refuse(401, f"Authentication Error: {error}") from None
+    return await _app_auth(request, apps[name], task=claim.task)
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
@@ -171,6 +215,8 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         if request.url.path.rstrip("/") == "/metrics":
             return UserAPIKeyAuth(key_alias="metrics", user_role=LitellmUserRoles.INTERNAL_USER)
         raise _refuse(403, "this key may only read /metrics")
+    if presented.startswith(taskkeys.PREFIX):
+        return await _task_key_auth(request, presented)
     for app in load_apps().values():
         if _same(presented, app.key):
             return await _app_auth(request, app)

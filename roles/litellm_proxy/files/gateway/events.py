@@ -103,7 +103,7 @@ def _requested_model(holder: Mapping[str, Any]) -> str | None:
 SECRETS = (
     (re.compile(r"([?&](?:key|api_key|token|access_token)=)[^&\s'\"]+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE), r"\1***"),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-***"),
+    (re.compile(r"\bsk-[A-Za-z0-9._-]{8,}"), "sk-***"),  # a task key has a dot
 )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway import auth
+from gateway import auth, taskkeys
 from gateway.ratelimit import FileWindow, MemoryWindow
 from litellm.proxy._types import LitellmUserRoles, ProxyException
 
@@ -142,3 +143,102 @@ def test_the_front_and_the_hook_serve_the_same_routes() -> None:
 
     role_vars = yaml.safe_load((REPO / "roles/litellm_proxy/vars/main.yml").read_text())
     assert set(role_vars["_litellm_proxy_public_routes"]) == set(auth.APP_ROUTES)
+
+
+# ------------------------------------------------------------------ task keys
+
+
+def _task_request(path: str, body: dict, header_tags: str | None = None) -> Any:
+    request = _request(path, body)
+    if header_tags is not None:
+        request.scope["headers"].append((b"x-litellm-tags", header_tags.encode()))
+    return request
+
+
+def task_key(task: str = "12", ttl: float = 3600, key: str = HA_KEY) -> str:
+    return taskkeys.mint(key, task, int(time.time() + ttl))
+
+
+def task_auth(key: str, body: dict | None = None, header_tags: str | None = None) -> Any:
+    request = _task_request("/v1/chat/completions", body or {"model": "cheap"}, header_tags)
+    return asyncio.run(auth.user_api_key_auth(request, f"Bearer {key}"))
+
+
+def task_refused(key: str, body: dict | None = None, header_tags: str | None = None) -> Any:
+    with pytest.raises(ProxyException) as caught:
+        task_auth(key, body, header_tags)
+    return caught.value
+
+
+@pytest.mark.usefixtures("keys")
+def test_a_task_key_is_its_apps_key_for_one_task() -> None:
+    auth.load_apps()["home-assistant"].rpm = 0  # the rate has a test of its own
+    answer = task_auth(task_key("12"))
+    assert answer.key_alias == "home-assistant" and answer.models == ["cheap"]
+    assert answer.metadata == {"tags": ["task:12"]}
+    # a subtask of its task may be named by the call; it is the one counted
+    assert task_auth(task_key("12"), header_tags="task:12.3").metadata == {"tags": ["task:12"]}
+    assert task_auth(task_key("12"), {"model": "cheap", "tags": ["task:12", "team:a"]})
+
+
+@pytest.mark.usefixtures("keys")
+@pytest.mark.parametrize(
+    ("where", "tags"),
+    [("header", "task:13"), ("header", "team:a, task:120"), ("body", ["task:1"])],
+)
+def test_a_task_key_may_not_tag_another_task(where: str, tags: Any) -> None:
+    body = {"model": "cheap", "tags": tags} if where == "body" else {"model": "cheap"}
+    refusal = task_refused(task_key("12"), body, tags if where == "header" else None)
+    assert refusal.code == "403" and "task 12" in refusal.message
+
+
+@pytest.mark.usefixtures("keys")
+def test_a_task_key_is_held_to_its_apps_aliases_routes_and_rate() -> None:
+    assert task_refused(task_key(), {"model": "smart"}).code == "403"
+    with pytest.raises(ProxyException) as caught:
+        asyncio.run(auth.user_api_key_auth(_request("/model/info"), task_key()))
+    assert caught.value.code == "403"
+    task_auth(task_key("1"))
+    task_auth(task_key("2"))  # the app's rate is 2 a minute, for all its keys together
+    assert task_refused(task_key("3")).code == "429"
+
+
+def _altered(key: str, **claim: Any) -> str:
+    signed, signature = key.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(signed[8:] + "=" * (-len(signed[8:]) % 4)))
+    payload.update(claim)
+    encoded = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    return f"sk-task-{encoded}.{signature}"
+
+
+@pytest.mark.usefixtures("keys")
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda: task_key(ttl=-1), "expired"),
+        (lambda: task_key(ttl=8 * 24 * 3600), "longer than this gateway allows"),
+        (lambda: _altered(task_key("12"), task="13"), "invalid task key"),
+        (lambda: _altered(task_key("12"), exp=int(time.time()) + 7200), "invalid task key"),
+        (lambda: task_key(key="sk-other-" + "o" * 30), "invalid task key"),
+        (lambda: task_key()[:-2], "malformed task key"),
+        (lambda: task_key()[:-4], "invalid task key"),
+        (lambda: task_key().replace(".", ".A"), "invalid task key"),
+        (lambda: "sk-task-" + "A" * 600, "malformed task key"),
+        (lambda: "sk-task-%%%.abc", "malformed task key"),
+        (lambda: _altered(task_key("12"), task="../12"), "malformed task key"),
+    ],
+)
+def test_an_expired_forged_or_altered_task_key_gets_401(make: Any, why: str) -> None:
+    key = make()
+    refusal = task_refused(key)
+    assert refusal.code == "401" and why in refusal.message
+    assert key not in refusal.message
+
+
+@pytest.mark.usefixtures("keys")
+def test_the_gateways_longest_life_of_a_task_key_is_its_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_TASK_KEY_MAX_TTL", "600")
+    assert task_refused(task_key(ttl=3600)).code == "401"
+    assert task_auth(task_key(ttl=300)).key_alias == "home-assistant"

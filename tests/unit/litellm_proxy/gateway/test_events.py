@@ -85,6 +85,16 @@ def test_keys_an_upstream_quotes_in_its_error_are_not_recorded(tmp_path: Path) -
     assert "key=***" in row["error"]
 
 
+def test_a_task_key_quoted_in_an_error_is_not_recorded_in_part_either() -> None:
+    from gateway import taskkeys
+    from gateway.events import redact
+
+    key = taskkeys.mint("sk-ha-" + "h" * 30, "12", 2_000_000_000)
+    signature = key.split(".")[1]
+    for text in (f"invalid key {key} given", f"Authorization: Bearer {key}"):
+        assert signature not in redact(text) and key.split(".")[0] not in redact(text)
+
+
 def test_a_fallback_hop_records_its_depth(tmp_path: Path) -> None:
     ledger = make_ledger(tmp_path)
     run(

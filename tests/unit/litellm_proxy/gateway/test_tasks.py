@@ -82,15 +82,18 @@ def test_taskcost_and_the_gateway_agree_on_odd_ids_too(task: str) -> None:
 
 
 @pytest.mark.parametrize("task", GOOD + BAD)
-def test_what_taskcost_run_tags_the_gateway_reads_back(task: str, tmp_path: Path) -> None:
-    """`taskcost run <id>` takes exactly the ids whose tag the gateway attributes to <id>."""
-    with pytest.raises(taskcost.TaskcostError) as refused:
-        taskcost.run_command(task, [], tmp_path, None)  # no command: stops before running
-    taken = "not a task id" not in str(refused.value)
-    assert taken is (task in GOOD)
-    header = taskcost.merge_tags("team:a, task:99", f"task:{task}")
-    read_back = tasks.task_from_tags(header.split(","))
-    assert (read_back == task) is taken
+def test_what_taskcost_mints_keys_for_the_gateway_reads_back(task: str) -> None:
+    """`taskcost run <id>` takes exactly the ids the gateway's task keys carry."""
+    from gateway import taskkeys
+
+    try:
+        minted = taskcost.key_for(task, "sk-house-" + "k" * 30, 60)
+    except taskcost.TaskcostError as error:
+        assert "not a task id" in str(error)
+        assert task in BAD
+        return
+    claim, _, _ = taskkeys.read(minted)
+    assert claim.task == task and task in GOOD
 
 
 class FakeGateway:
@@ -117,3 +120,18 @@ def test_taskcost_budget_takes_the_ids_the_gateways_budget_api_takes(
         taken = False
     assert taken is tasks.valid_task(task)
     assert bool(gateway.calls) is taken
+
+
+def test_taskcost_mints_task_keys_the_gateway_takes() -> None:
+    """taskcost keeps its own copy of the task-key format (it runs on workstations alone)."""
+    from gateway import taskkeys
+
+    assert taskcost.TASK_KEY_PREFIX == taskkeys.PREFIX
+    assert taskcost.TASK_KEY_CONTEXT == taskkeys.CONTEXT
+    app_key = "sk-house-" + "k" * 30
+    minted = taskcost.mint_task_key(app_key, "12.3", 2_000_000_000)
+    assert minted == taskkeys.mint(app_key, "12.3", 2_000_000_000)
+    signer, claim = taskkeys.check(
+        minted, {"house": taskkeys.signing_key(app_key)}, 1_999_999_000, 3600
+    )
+    assert (signer, claim.task, claim.expires) == ("house", "12.3", 2_000_000_000)

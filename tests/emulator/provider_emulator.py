@@ -28,7 +28,11 @@ Endpoints (a request is attributed to a provider by its path)
 openai (auth: ``Authorization: Bearer <non-empty>``, else 401 in OpenAI's error format)
     POST /v1/chat/completions   plain, or ``"stream": true`` as SSE ``data: {chunk}`` events ended
                                 by ``data: [DONE]``; with ``stream_options.include_usage`` a last
-                                chunk with empty ``choices`` carries ``usage``
+                                chunk with empty ``choices`` carries ``usage``.  Structured
+                                calls (see "Structured answers"): a tool call -> ``tool_calls``
+                                with finish_reason ``tool_calls`` (streamed as ``arguments``
+                                pieces); ``response_format`` json_schema/json_object -> JSON
+                                content
     POST /v1/embeddings         ``input``: a string or a list of strings -> one vector each
                                 (``encoding_format: "base64"`` gives little-endian float32 base64)
     GET  /v1/models             a fixed model list (management endpoint)
@@ -37,7 +41,11 @@ anthropic (auth: non-empty ``x-api-key`` or ``Authorization: Bearer``, else 401)
     POST /v1/messages           plain, or ``"stream": true`` as SSE ``event: X`` / ``data: {...}``:
                                 message_start, content_block_start, one content_block_delta
                                 (text_delta) per word, content_block_stop, message_delta
-                                (stop_reason, usage.output_tokens), message_stop
+                                (stop_reason, usage.output_tokens), message_stop.  With
+                                ``tool_choice`` ``{"type": "tool", "name": X}`` (or ``"any"``:
+                                the first tool) one ``tool_use`` block whose ``input`` fits X's
+                                ``input_schema``, stop_reason ``tool_use``; streamed as
+                                ``input_json_delta`` pieces
 gemini (auth: ``?key=`` or ``x-goog-api-key``, else 403 PERMISSION_DENIED in Google's format)
     POST /v1beta/models/{model}:generateContent
     POST /v1beta/models/{model}:streamGenerateContent   ``?alt=sse`` -> SSE ``data: {...}`` events,
@@ -103,6 +111,25 @@ Control API (same server, no auth, not recorded)
     answer, except in ``down`` mode where they are dropped too.  Every request to an API
     endpoint is recorded when it arrives, so dropped and held requests show up as well.
 
+Structured answers
+------------------
+    The value is built from a JSON Schema by ``schema_instance``: objects get every property,
+    strings ``emulated <property>`` (`` <n>`` for the n-th array item; padded to minLength, fixed
+    values for formats such as date-time or email), numbers their lower bound (else 1) plus the
+    array index, booleans true, enums/const their first value, anyOf/oneOf the first non-null
+    branch, ``$ref`` into ``$defs``/``definitions``; arrays of objects get max(minItems, 1) items,
+    other arrays minItems.  OpenAI chat completions pick, in this order:
+      tool call       ``tool_choice`` naming a function, ``"required"`` (the first tool), or no
+                      choice/``"auto"`` with exactly one tool while the last message is not a
+                      tool result; the arguments fit the function's ``parameters``
+      json_schema     ``response_format.json_schema.schema`` -> content fitting it
+      json_object     no schema: the shape is read from the prompt (an example object such as
+                      ``{"title": "string", "ids": [array of numbers]}`` or a ``- name: ...``
+                      field list, placed in ``a "tasks" property containing an array`` when a
+                      text says so), else ``{"reply": "<the fixed reply>"}``.  This is what
+                      Task Master sends through the openai-compatible provider.
+    Gemini responseSchema and Ollama ``format`` are not honoured (they get the fixed reply).
+
 Deterministic token rule
 ------------------------
     prompt tokens     = number of whitespace-separated words (``str.split``) in all input text of
@@ -110,7 +137,9 @@ Deterministic token rule
                         Anthropic's ``system``, Gemini ``contents[].parts[].text`` and
                         ``systemInstruction``, Ollama ``prompt`` and ``system``, embedding inputs.
     reply             = ``emulated reply from <provider> model <model>`` (model as requested)
-    completion tokens = words in the reply: 6 for a model name without spaces (0 for embeddings).
+    completion tokens = words in the reply: 6 for a model name without spaces (0 for embeddings);
+                        for a structured answer, words in its JSON text (the content or the tool
+                        call's arguments).
     Streams send the reply word by word, each word with its following space, so the concatenated
     deltas equal the plain reply.  Embeddings have EMBEDDING_DIM = 16 floats in [-1, 1] derived
     from the sha256 of the input text.  Usage is where each API puts it: OpenAI ``usage``,
@@ -125,6 +154,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import select
@@ -292,6 +322,498 @@ def prompt_texts(provider: str, kind: str, body: JSONDict) -> list[str]:
         prompt = body.get("prompt")
         return [prompt] if isinstance(prompt, str) else []
     return []
+
+
+# ---------------------------------------------------------------------------- structured answers
+
+MAX_SCHEMA_DEPTH = 8  # deeper than this, arrays get only their minItems items (recursive schemas)
+STRING_FORMATS = {
+    "date-time": "2025-01-01T00:00:00Z",
+    "date": "2025-01-01",
+    "time": "00:00:00Z",
+    "email": "emulated@example.com",
+    "uri": "https://example.com/emulated",
+    "url": "https://example.com/emulated",
+    "hostname": "emulated.example.com",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a chat answer carries: plain text or JSON content, or one tool call."""
+
+    text: str  # the message content, or the tool call's arguments (JSON text)
+    tool: str | None = None  # name of the called tool (function), None for content
+    tool_input: Any = None  # the arguments as a value (Anthropic's ``input``)
+
+
+def resolve_ref(ref: str, root: Any) -> Any:
+    """A local ``$ref`` (``#/$defs/X``, ``#/definitions/X``, any JSON pointer); {} if dangling."""
+    if not ref.startswith("#"):
+        return {}
+    node = root
+    for token in ref[1:].split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return {}
+    return node
+
+
+def string_instance(schema: JSONDict, name: str, index: int) -> str:
+    """``emulated <name>`` (`` <n>`` for the n-th array item), padded to minLength, cut to
+    maxLength; known formats get a fixed valid value.  ``pattern`` is not honoured."""
+    fixed = STRING_FORMATS.get(str(schema.get("format")))
+    if fixed is not None:
+        return fixed
+    text = f"emulated {name}" + (f" {index + 1}" if index else "")
+    min_length = schema.get("minLength")
+    if isinstance(min_length, int):
+        while len(text) < min_length:
+            text += " emulated"
+    max_length = schema.get("maxLength")
+    if isinstance(max_length, int) and len(text) > max_length:
+        text = text[:max_length]
+    return text
+
+
+def number_instance(schema: JSONDict, index: int, integer: bool) -> int | float:
+    """The lowest allowed value (1 without a lower bound) plus the array index, within maximum."""
+    low: int | float = 1
+    minimum, exclusive = schema.get("minimum"), schema.get("exclusiveMinimum")
+    if isinstance(minimum, (int, float)):
+        low = math.ceil(minimum) if integer else minimum
+    elif isinstance(exclusive, (int, float)):
+        low = math.floor(exclusive) + 1
+    value = low + index
+    maximum, exclusive = schema.get("maximum"), schema.get("exclusiveMaximum")
+    if isinstance(maximum, (int, float)):
+        value = min(value, math.floor(maximum) if integer else maximum)
+    if isinstance(exclusive, (int, float)):
+        value = min(value, math.ceil(exclusive) - 1)
+    return value
+
+
+def schema_type(schema: JSONDict) -> str:
+    """The type to generate: the first non-null one, else guessed from the keywords."""
+    declared = schema.get("type")
+    types = declared if isinstance(declared, list) else [declared] if declared else []
+    for candidate in types:
+        if candidate != "null":
+            return str(candidate)
+    if types:
+        return "null"
+    if "properties" in schema or "required" in schema:
+        return "object"
+    if "items" in schema or "prefixItems" in schema:
+        return "array"
+    return "string"
+
+
+def schema_instance(
+    schema: Any, root: Any = None, name: str = "value", index: int = 0, depth: int = 0
+) -> Any:
+    """A deterministic value that validates against the JSON Schema ``schema``.
+
+    Objects get every property; arrays of objects get max(minItems, 1) items and other arrays
+    minItems items (an invented id in a list of references usually points at nothing); the
+    first branch of anyOf/oneOf (first non-null one); allOf branches are merged.
+    """
+    if root is None:
+        root = schema
+    if not isinstance(schema, dict):
+        return f"emulated {name}"  # true / {} accept anything
+    if depth > 2 * MAX_SCHEMA_DEPTH:
+        return None
+    if isinstance(schema.get("$ref"), str):
+        target = resolve_ref(schema["$ref"], root)
+        rest = {key: value for key, value in schema.items() if key != "$ref"}
+        merged = {**target, **rest} if isinstance(target, dict) else rest
+        return schema_instance(merged, root, name, index, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for keyword in ("anyOf", "oneOf"):
+        branches = schema.get(keyword)
+        if isinstance(branches, list) and branches:
+            non_null = [
+                b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")
+            ]
+            branch = (non_null or branches)[0]
+            rest = {key: value for key, value in schema.items() if key != keyword}
+            merged = {**rest, **branch} if isinstance(branch, dict) else rest
+            return schema_instance(merged, root, name, index, depth + 1)
+    if isinstance(schema.get("allOf"), list):
+        merged = {key: value for key, value in schema.items() if key != "allOf"}
+        for branch in schema["allOf"]:
+            if isinstance(branch, dict) and isinstance(branch.get("$ref"), str):
+                branch = resolve_ref(branch["$ref"], root)
+            if isinstance(branch, dict):
+                properties = {**merged.get("properties", {}), **branch.get("properties", {})}
+                required = [*merged.get("required", []), *branch.get("required", [])]
+                merged = {**merged, **branch, "properties": properties, "required": required}
+        return schema_instance(merged, root, name, index, depth + 1)
+    kind = schema_type(schema)
+    if kind == "null":
+        return None
+    if kind == "boolean":
+        return True
+    if kind in ("integer", "number"):
+        return number_instance(schema, index, kind == "integer")
+    if kind == "string":
+        return string_instance(schema, name, index)
+    if kind == "array":
+        items = schema.get("items")
+        prefix = schema.get("prefixItems")
+        if isinstance(prefix, list):
+            return [
+                schema_instance(item, root, name, i, depth + 1) for i, item in enumerate(prefix)
+            ]
+        min_items = schema.get("minItems")
+        count = min_items if isinstance(min_items, int) else 0
+        if isinstance(items, dict) and isinstance(items.get("$ref"), str):
+            target = resolve_ref(items["$ref"], root)
+            item_kind = schema_type(target) if isinstance(target, dict) else "string"
+        else:
+            item_kind = schema_type(items) if isinstance(items, dict) else "string"
+        if item_kind == "object" and depth <= MAX_SCHEMA_DEPTH:
+            count = max(count, 1)
+        max_items = schema.get("maxItems")
+        if isinstance(max_items, int):
+            count = min(count, max_items)
+        return [schema_instance(items, root, name, i, depth + 1) for i in range(count)]
+    # object
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    value = {
+        key: schema_instance(sub, root, key, index, depth + 1) for key, sub in properties.items()
+    }
+    required = schema.get("required")
+    for key in required if isinstance(required, list) else []:
+        if isinstance(key, str) and key not in value:
+            value[key] = f"emulated {key}"
+    return value
+
+
+# JSON mode without a schema (``response_format: {"type": "json_object"}``) leaves the shape to
+# the prompt.  Task Master 0.43.1 through openai-compatible does exactly that (the AI SDK drops
+# the schema when the provider does not declare structured outputs), so the shape is read from
+# the prompt text, in the forms its prompts use:
+#   an example object   {"title": "string", "dependencies": [array of numbers]}  (add-task),
+#                       {"id": number, "priority": "high" | "low", "ids": number[] (note)}
+#                       (parse-prd); // comments are dropped
+#   a field list        - id: sequential integers / - title: ... (5-200 characters)  (expand)
+# and a phrase such as ``a "subtasks" property containing an array`` puts the object found into
+# that array, with ``exactly N <words> subtasks`` items when a text says so.
+EXAMPLE_TYPE_NAMES = ("string", "integer", "number", "boolean", "object")
+EXAMPLE_LITERAL = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null")
+EXAMPLE_WORD = re.compile(r"[A-Za-z_]\w*")
+FIELD_LINE = re.compile(r"^[ \t]*[-*][ \t]+`?([A-Za-z_]\w*)`?[ \t]*:[ \t]*(\S.*)$")
+ARRAY_WRAPPER = re.compile(
+    r"[\"'`](\w+)[\"'`]\s+(?:property|field|key)\s+(?:containing|with|holding)\s+an?\s+"
+    r"(?:array|list)",
+    re.IGNORECASE,
+)
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _type_from_words(text: str) -> JSONDict:
+    """A schema from words such as ``array of numbers`` or ``string``."""
+    words = text.lower()
+    if re.search(r"\bobjects?\b", words):
+        return {"type": "object"}
+    if re.search(r"\b(?:numbers?|integers?|ids?)\b", words):
+        return {"type": "integer"}
+    if re.search(r"\bbooleans?\b", words):
+        return {"type": "boolean"}
+    if re.search(r"\bstrings?\b", words):
+        return {"type": "string"}
+    return {}
+
+
+def _example_scalar(value: Any) -> JSONDict:
+    """A literal of an example: a type name ("string"), a one-word value ("pending", kept as
+    the only choice), or sample data (its type: "Task title goes here" is any string)."""
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "integer"}
+    if isinstance(value, float):
+        return {"type": "number"}
+    if value is None:
+        return {"type": ["string", "null"]}
+    text = str(value).strip()
+    if text.lower() in EXAMPLE_TYPE_NAMES:
+        return {"type": text.lower()}
+    if re.fullmatch(r"[\w-]+", text):
+        return {"type": "string", "enum": [text]}
+    return {"type": "string"}
+
+
+def _example_value(text: str, i: int) -> tuple[JSONDict, int]:
+    """One value of an example, with TypeScript-like suffixes: ``[]``, ``| other``, ``(note)``."""
+    schema, i = _example_base(text, i)
+    while True:
+        j = _skip_space(text, i)
+        if text.startswith("[]", j):
+            schema, i = {"type": "array", "items": schema}, j + 2
+        elif text.startswith("|", j):
+            other, i = _example_base(text, j + 1)
+            if "enum" in schema and "enum" in other:
+                schema = {**schema, "enum": [*schema["enum"], *other["enum"]]}
+        elif text.startswith("(", j):
+            close = text.find(")", j)
+            if close < 0:
+                raise ValueError(f"unclosed '(' at {j}")
+            i = close + 1
+        else:
+            return schema, i
+
+
+def _example_base(text: str, i: int) -> tuple[JSONDict, int]:
+    i = _skip_space(text, i)
+    if text.startswith("{", i):
+        return _example_object(text, i)
+    if text.startswith("[", i):
+        return _example_array(text, i)
+    if text.startswith('"', i):
+        value, end = json.JSONDecoder().raw_decode(text, i)
+        return _example_scalar(value), end
+    match = EXAMPLE_LITERAL.match(text, i)
+    if match is not None:
+        return _example_scalar(json.loads(match.group(0))), match.end()
+    match = EXAMPLE_WORD.match(text, i)
+    if match is not None and match.group(0).lower() in EXAMPLE_TYPE_NAMES:
+        return {"type": match.group(0).lower()}, match.end()  # a bare type: "id": number
+    raise ValueError(f"no example value at {i}")
+
+
+def _example_array(text: str, i: int) -> tuple[JSONDict, int]:
+    i = _skip_space(text, i + 1)
+    if text.startswith("]", i):
+        return {"type": "array", "items": {}}, i + 1
+    try:
+        items, i = _example_value(text, i)
+    except ValueError:  # free text such as [array of numbers]
+        end = text.find("]", i)
+        if end < 0:
+            raise
+        return {"type": "array", "items": _type_from_words(text[i:end])}, end + 1
+    while True:  # the other elements only show more of the same
+        i = _skip_space(text, i)
+        if text.startswith("]", i):
+            return {"type": "array", "items": items}, i + 1
+        if text.startswith("...", i):
+            i += 3
+        elif text.startswith(",", i):
+            i = _skip_space(text, i + 1)
+            if not text.startswith(("...", "]"), i):
+                i = _example_value(text, i)[1]
+        else:
+            raise ValueError(f"unexpected {text[i : i + 1]!r} in an example array")
+
+
+def _closed_object(properties: JSONDict) -> JSONDict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _example_object(text: str, i: int) -> tuple[JSONDict, int]:
+    properties: JSONDict = {}
+    i += 1
+    while True:
+        i = _skip_space(text, i)
+        if text.startswith("}", i):
+            return _closed_object(properties), i + 1
+        if text.startswith("...", i):
+            i += 3
+            continue
+        if text.startswith('"', i):
+            key, i = json.JSONDecoder().raw_decode(text, i)
+        else:
+            match = EXAMPLE_WORD.match(text, i)
+            if match is None:
+                raise ValueError(f"no example key at {i}")
+            key, i = match.group(0), match.end()
+        i = _skip_space(text, i)
+        if not text.startswith(":", i):
+            raise ValueError(f"no ':' after example key at {i}")
+        properties[str(key)], i = _example_value(text, i + 1)
+        i = _skip_space(text, i)
+        if text.startswith(",", i):
+            i += 1
+        elif not text.startswith("}", i):
+            raise ValueError(f"unexpected {text[i : i + 1]!r} in an example object")
+
+
+def example_schema(text: str) -> JSONDict | None:
+    """The schema of the first JSON-like example object in ``text`` (None if there is none)."""
+    clean = re.sub(r"(^|[ \t])//[^\n]*", r"\1", text, flags=re.MULTILINE)
+    for match in re.finditer(r"\{", clean):
+        try:
+            schema, _ = _example_object(clean, match.start())
+        except ValueError:
+            continue
+        if schema["properties"]:
+            return schema
+    return None
+
+
+def _field_schema(name: str, description: str) -> JSONDict:
+    """A field's schema from its description in a prompt's field list."""
+    words = description.lower()
+    choices = re.findall(r'"([^"]+)"', description)
+    if choices and re.search(r"\b(?:must be|one of)\b", words):
+        return {"type": "string", "enum": choices}
+    if re.search(r"\b(?:array|list)\b", words):
+        return {"type": "array", "items": _type_from_words(words) or {"type": "string"}}
+    if "integer" in words or "number" in words or name == "id":
+        return {"type": "integer", "minimum": 1}
+    if "boolean" in words:
+        return {"type": "boolean"}
+    schema: JSONDict = {"type": "string"}
+    span = re.search(r"(\d+)\s*-\s*(\d+)\s+characters", words)
+    least = re.search(r"(?:minimum|at least|min\.?)\s+(?:of\s+)?(\d+)\s+characters", words)
+    if span:
+        schema.update(minLength=int(span.group(1)), maxLength=int(span.group(2)))
+    elif least:
+        schema["minLength"] = int(least.group(1))
+    if "null" in words:
+        schema["type"] = ["string", "null"]
+    return schema
+
+
+def field_list_schema(text: str) -> JSONDict | None:
+    """The object described by the first ``- name: description`` list after a mention of JSON
+    (or of an array property); None without such a list of at least two fields."""
+    mention = ARRAY_WRAPPER.search(text) or re.search(r"json", text, re.IGNORECASE)
+    if mention is None:
+        return None
+    properties: JSONDict = {}
+    for line in text[mention.end() :].splitlines()[1:]:
+        match = FIELD_LINE.match(line)
+        if match is None:
+            if properties:
+                break
+            continue
+        properties[match.group(1)] = _field_schema(match.group(1), match.group(2))
+    return _closed_object(properties) if len(properties) >= 2 else None
+
+
+def wrapped_schema(item: JSONDict, texts: list[str]) -> JSONDict:
+    """``item`` inside the array property that a text names (``a "tasks" property containing
+    an array``), unless the item itself has that property; ``item`` without such a phrase."""
+    for text in texts:
+        for wrapper in ARRAY_WRAPPER.finditer(text):
+            name = wrapper.group(1)
+            if name in item.get("properties", {}):
+                continue
+            array: JSONDict = {"type": "array", "items": item}
+            pattern = rf"\bexactly\s+(\d+)\s+(?:\w+\s+){{0,3}}?{re.escape(name)}\b"
+            for candidate in texts:
+                count = re.search(pattern, candidate, re.IGNORECASE)
+                if count:
+                    array["minItems"] = array["maxItems"] = int(count.group(1))
+                    break
+            return _closed_object({name: array})
+    return item
+
+
+def prompt_schema(messages: Any) -> JSONDict | None:
+    """The JSON shape a prompt asks for: system/developer messages first, then the others."""
+    if not isinstance(messages, list):
+        return None
+    ordered = sorted(
+        (m for m in messages if isinstance(m, dict)),
+        key=lambda m: m.get("role") not in ("system", "developer"),
+    )
+    texts = ["\n".join(content_texts(message.get("content"))) for message in ordered]
+    for text in texts:
+        item = example_schema(text) or field_list_schema(text)
+        if item is not None:
+            return wrapped_schema(item, texts)
+    return None
+
+
+def _last_role(messages: Any) -> str | None:
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return messages[-1].get("role")
+    return None
+
+
+def openai_reply(body: JSONDict, model: str) -> Reply:
+    """The answer to a chat completion: a tool call, JSON content, or the fixed text.
+
+    A tool is called when ``tool_choice`` names it, when it is ``"required"`` (first tool), or
+    when it is absent/``"auto"``, there is exactly one tool and the last message is not a tool
+    result (so that an agent loop ends).  ``response_format`` json_schema -> an instance of its
+    ``schema``; json_object -> an instance of the shape read from the prompt (prompt_schema),
+    else ``{"reply": <the fixed text>}``.
+    """
+    tools = [
+        tool["function"]
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
+    ]
+    choice = body.get("tool_choice")
+    tool: JSONDict | None = None
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        wanted = function.get("name") if isinstance(function, dict) else None
+        tool = next((t for t in tools if t.get("name") == wanted), None)
+    else:
+        forced = choice == "required"
+        only = len(tools) == 1 and choice in (None, "auto")
+        if tools and (forced or (only and _last_role(body["messages"]) != "tool")):
+            tool = tools[0]
+    if tool is not None:
+        value = schema_instance(tool.get("parameters") or {"type": "object"})
+        return Reply(json.dumps(value), str(tool.get("name", "tool")), value)
+    response_format = body.get("response_format")
+    fmt: JSONDict = response_format if isinstance(response_format, dict) else {}
+    kind = fmt.get("type")
+    spec = fmt.get("json_schema")
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        return Reply(json.dumps(schema_instance(spec["schema"])))
+    if kind in ("json_object", "json_schema"):
+        schema = prompt_schema(body["messages"])
+        if schema is not None:
+            return Reply(json.dumps(schema_instance(schema)))
+        return Reply(json.dumps({"reply": reply_text("openai", model)}))
+    return Reply(reply_text("openai", model))
+
+
+def anthropic_reply(body: JSONDict, model: str) -> Reply:
+    """The answer to a message: a tool_use for ``tool_choice`` ``{"type": "tool", "name": X}``
+    (or ``{"type": "any"}``: the first tool), with an instance of its ``input_schema``; else
+    the fixed text."""
+    tools = [tool for tool in body.get("tools") or [] if isinstance(tool, dict)]
+    choice = body.get("tool_choice")
+    tool: JSONDict | None = None
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        tool = next((t for t in tools if t.get("name") == choice.get("name")), None)
+    elif isinstance(choice, dict) and choice.get("type") == "any" and tools:
+        tool = tools[0]
+    if tool is None:
+        return Reply(reply_text("anthropic", model))
+    value = schema_instance(tool.get("input_schema") or {"type": "object"})
+    return Reply(json.dumps(value), str(tool.get("name", "tool")), value)
 
 
 # --------------------------------------------------------------------------------- ollama models
@@ -919,8 +1441,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             self._send_error("openai", 400, "Missing required parameter: 'messages'.")
             return
-        reply = reply_text("openai", model)
-        ct = count_words([reply])
+        reply = openai_reply(body, model)
+        ct = count_words([reply.text])
         usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
         base: JSONDict = {
             "id": new_id("chatcmpl-", 29),
@@ -928,10 +1450,16 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             "model": model,
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
+        call_id = new_id("call_", 24)
+        finish = "stop" if reply.tool is None else "tool_calls"
         self._completed(ct)
         if body.get("stream") is not True:
-            message = {"role": "assistant", "content": reply, "refusal": None}
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+            message: JSONDict = {"role": "assistant", "content": reply.text, "refusal": None}
+            if reply.tool is not None:
+                function = {"name": reply.tool, "arguments": reply.text}
+                call = {"id": call_id, "type": "function", "function": function}
+                message.update(content=None, tool_calls=[call])
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             answer = {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
             self._send_json(200, answer)
             return
@@ -946,10 +1474,17 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             return sse(data)
 
         def events() -> Iterator[bytes]:
-            yield chunk({"role": "assistant", "content": "", "refusal": None})
-            for piece in reply_pieces(reply):
-                yield chunk({"content": piece})
-            yield chunk({}, "stop")
+            if reply.tool is None:
+                yield chunk({"role": "assistant", "content": "", "refusal": None})
+                for piece in reply_pieces(reply.text):
+                    yield chunk({"content": piece})
+            else:
+                function = {"name": reply.tool, "arguments": ""}
+                call = {"index": 0, "id": call_id, "type": "function", "function": function}
+                yield chunk({"role": "assistant", "content": None, "tool_calls": [call]})
+                for piece in reply_pieces(reply.text):
+                    yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            yield chunk({}, finish)
             if include_usage:
                 yield sse(
                     {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
@@ -998,9 +1533,18 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             self._send_error("anthropic", 400, "messages: field required")
             return
-        reply = reply_text("anthropic", model)
-        ct = count_words([reply])
+        reply = anthropic_reply(body, model)
+        ct = count_words([reply.text])
         message_id = new_id("msg_emu_")
+        stop_reason = "end_turn" if reply.tool is None else "tool_use"
+        block: JSONDict = {"type": "text", "text": reply.text}
+        if reply.tool is not None:
+            block = {
+                "type": "tool_use",
+                "id": new_id("toolu_emu_"),
+                "name": reply.tool,
+                "input": reply.tool_input,
+            }
         self._completed(ct)
         if body.get("stream") is not True:
             answer = {
@@ -1008,8 +1552,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": reply}],
-                "stop_reason": "end_turn",
+                "content": [block],
+                "stop_reason": stop_reason,
                 "stop_sequence": None,
                 "usage": {"input_tokens": pt, "output_tokens": ct},
             }
@@ -1028,17 +1572,21 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 "usage": {"input_tokens": pt, "output_tokens": 0},
             }
             yield sse({"type": "message_start", "message": start}, "message_start")
-            block = {"type": "text", "text": ""}
-            start_block = {"type": "content_block_start", "index": 0, "content_block": block}
+            empty = {**block, "text": ""} if reply.tool is None else {**block, "input": {}}
+            start_block = {"type": "content_block_start", "index": 0, "content_block": empty}
             yield sse(start_block, "content_block_start")
-            for piece in reply_pieces(reply):
-                delta = {"type": "text_delta", "text": piece}
+            for piece in reply_pieces(reply.text):
+                delta = (
+                    {"type": "text_delta", "text": piece}
+                    if reply.tool is None
+                    else {"type": "input_json_delta", "partial_json": piece}
+                )
                 event = {"type": "content_block_delta", "index": 0, "delta": delta}
                 yield sse(event, "content_block_delta")
             yield sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
             end = {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                 "usage": {"output_tokens": ct},
             }
             yield sse(end, "message_delta")

@@ -669,6 +669,16 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     )
     assert research.returncode == 0, research.stdout[-2000:] + research.stderr[-2000:]
     assert "emulated reply from openai model gpt-4.1" in research.stdout
+    # A structured command: Task Master asks for JSON (response_format json_object,
+    # the shape in its prompt) and checks the subtasks it gets against its schema.
+    expand = taskcost(
+        "run", task, "--", str(cli), "expand", f"--id={task}", "--num=2",
+        env=env, cwd=project, tool=installed,
+    )  # fmt: skip
+    assert expand.returncode == 0, expand.stdout[-2000:] + expand.stderr[-2000:]
+    tasks = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
+    subtasks = tasks["master"]["tasks"][0]["subtasks"]
+    assert len(subtasks) == 3 and subtasks[-1]["title"].startswith("emulated"), subtasks
     assert config.read_bytes() == config_before  # Task Master's own file is left alone
 
     # (keyed, in case one emulator stands in for both the clouds and Ollama)

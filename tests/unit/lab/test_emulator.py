@@ -971,3 +971,320 @@ def test_anthropic_sdk(emu: Running) -> None:
     assert (final.usage.input_tokens, final.usage.output_tokens) == (6, 6)
     assert final.stop_reason == "end_turn"
     assert emu.requests_log()[-1]["key_hint"] == "wxyz"
+
+
+# ---------------------------------------------------------------------------- structured answers
+
+TASK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "minLength": 30, "maxLength": 40},
+        "status": {"$ref": "#/$defs/status"},
+        "owner": {"$ref": "#/definitions/person"},
+        "estimate": {"type": "integer", "minimum": 3, "maximum": 9},
+        "score": {"type": "number", "exclusiveMinimum": 0.5},
+        "urgent": {"type": "boolean"},
+        "due": {"type": "string", "format": "date-time"},
+        "notes": {"type": ["null", "string"]},
+        "parent": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1}]},
+        "kind": {"oneOf": [{"const": "feature"}, {"const": "bug"}]},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2, "uniqueItems": True},
+        "blockedBy": {"type": "array", "items": {"type": "integer"}},
+        "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+    },
+    "required": ["title", "status", "owner", "estimate", "tags", "steps"],
+    "additionalProperties": False,
+    "$defs": {
+        "status": {"enum": ["pending", "done"]},
+        "step": {
+            "type": "object",
+            "properties": {"id": {"type": "integer", "exclusiveMinimum": 0}},
+            "required": ["id"],
+            "additionalProperties": False,
+        },
+    },
+    "definitions": {
+        "person": {
+            "allOf": [
+                {"type": "object", "properties": {"name": {"type": "string"}}},
+                {"properties": {"email": {"type": "string", "format": "email"}}},
+            ],
+            "required": ["name", "email"],
+        }
+    },
+}
+
+
+def assert_valid(instance: Any, schema: dict[str, Any]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    jsonschema.Draft202012Validator(schema, format_checker=checker).validate(instance)
+
+
+def test_schema_instance() -> None:
+    value = pe.schema_instance(TASK_SCHEMA)
+    assert_valid(value, TASK_SCHEMA)
+    assert value["title"].startswith("emulated title") and 30 <= len(value["title"]) <= 40
+    assert value["status"] == "pending"
+    assert value["owner"] == {"name": "emulated name", "email": "emulated@example.com"}
+    assert (value["estimate"], value["score"], value["urgent"]) == (3, 1, True)
+    assert (value["notes"], value["parent"], value["kind"]) == ("emulated notes", 1, "feature")
+    assert value["tags"] == ["emulated tags", "emulated tags 2"]
+    assert value["blockedBy"] == []  # a list of references stays empty
+    assert value["steps"] == [{"id": 1}]  # a list of objects shows one item
+    assert pe.schema_instance({"type": "integer", "maximum": 0}) == 0
+    assert pe.schema_instance({"type": "null"}) is None
+
+
+def structured_body(**extra: Any) -> dict[str, Any]:
+    return chat_body("balanced", **extra)
+
+
+def json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "task", "strict": True, "schema": schema},
+    }
+
+
+def test_openai_json_schema_answer(emu: Running) -> None:
+    body = structured_body(response_format=json_schema_format(TASK_SCHEMA))
+    plain = emu.http.post(
+        f"{emu.url}/v1/chat/completions", json=body, headers=openai_headers(), timeout=5
+    ).json()
+    choice = plain["choices"][0]
+    content = choice["message"]["content"]
+    assert_valid(json.loads(content), TASK_SCHEMA)
+    assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"]
+    assert plain["usage"]["completion_tokens"] == len(content.split())
+    assert emu.requests_log()[-1]["completion_tokens"] == len(content.split())
+
+    body.update(stream=True, stream_options={"include_usage": True})
+    response = emu.http.post(
+        f"{emu.url}/v1/chat/completions", json=body, headers=openai_headers(), timeout=5
+    )
+    chunks = [json.loads(data) for _, data in sse_events(response.text)[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(delta.get("content") or "" for delta in deltas) == content
+    assert chunks[-1]["usage"] == plain["usage"]
+
+
+def weather_tool(name: str = "get_weather") -> dict[str, Any]:
+    parameters = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+        "required": ["city", "days"],
+    }
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+def test_openai_tool_call(emu: Running) -> None:
+    def chat(**extra: Any) -> dict[str, Any]:
+        response = emu.http.post(
+            f"{emu.url}/v1/chat/completions",
+            json=structured_body(**extra),
+            headers=openai_headers(),
+            timeout=5,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    tools = [weather_tool("get_time"), weather_tool()]
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    answer = chat(tools=tools, tool_choice=forced)
+    choice = answer["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    [call] = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert call["function"]["name"] == "get_weather"
+    arguments = call["function"]["arguments"]
+    assert json.loads(arguments) == {"city": "emulated city", "days": 1}
+    assert answer["usage"]["completion_tokens"] == len(arguments.split())
+
+    required = chat(tools=tools, tool_choice="required")["choices"][0]["message"]
+    assert required["tool_calls"][0]["function"]["name"] == "get_time"
+    only = chat(tools=[weather_tool()])["choices"][0]
+    assert only["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+    text = "emulated reply from openai model balanced"
+    for extra in ({}, {"tools": tools}, {"tools": tools, "tool_choice": "none"}):
+        message = chat(**extra)["choices"][0]["message"]
+        assert (message["content"], message.get("tool_calls")) == (text, None)
+    after_result = structured_body(tools=[weather_tool()])
+    after_result["messages"].append({"role": "tool", "tool_call_id": "call_1", "content": "sunny"})
+    response = emu.http.post(
+        f"{emu.url}/v1/chat/completions", json=after_result, headers=openai_headers(), timeout=5
+    )
+    assert response.json()["choices"][0]["message"]["content"] == text
+
+    response = emu.http.post(
+        f"{emu.url}/v1/chat/completions",
+        json=structured_body(tools=tools, tool_choice=forced, stream=True),
+        headers=openai_headers(),
+        timeout=5,
+    )
+    chunks = [json.loads(data) for _, data in sse_events(response.text)[:-1]]
+    first = chunks[0]["choices"][0]["delta"]["tool_calls"][0]
+    assert (first["index"], first["function"]) == (0, {"name": "get_weather", "arguments": ""})
+    streamed = "".join(
+        c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in chunks[1:-1]
+    )
+    assert streamed == arguments
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+# The prompts of Task Master 0.43.1 (add-task, expand, parse-prd), trimmed: through the
+# openai-compatible provider it sends response_format json_object and no schema.
+ADD_TASK_SYSTEM = """Generate a single new task, adhering strictly to the provided JSON schema.
+
+IMPORTANT: Your response MUST be a JSON object with the following structure:
+{
+  "title": "string",
+  "description": "string",
+  "details": "string",
+  "testStrategy": "string",
+  "dependencies": [array of numbers]
+}
+
+Do not include any other top-level properties."""
+ADD_TASK_USER = """Return your answer as a single JSON object matching the schema precisely:
+      {
+        "title": "Task title goes here",
+        "dependencies": [1, 3] // Example: IDs of tasks that must be completed before this task
+  }"""
+EXPAND_SYSTEM = """IMPORTANT: Your response MUST be a JSON object with a "subtasks" property \
+containing an array of subtask objects. Each subtask must include ALL of the following fields:
+- id: MUST be sequential integers starting EXACTLY from 1. First subtask id=1, second id=1+1.
+- title: A clear, actionable title (5-200 characters)
+- description: A detailed description (minimum 10 characters)
+- dependencies: An array of task IDs this subtask depends on (can be empty [])
+- details: Implementation details (minimum 20 characters)
+- status: Must be "pending" for new subtasks
+- testStrategy: Testing approach (can be null)
+
+You may optionally include a "metadata" object."""
+EXPAND_USER = "Break down this task into exactly 3 specific subtasks:\n\nTask ID: 1"
+PARSE_PRD_SYSTEM = """Each task should follow this JSON structure:
+{
+	"id": number,
+	"title": string,
+	"status": "pending",
+	"dependencies": number[] (IDs of tasks this depends on),
+	"priority": "high" | "medium" | "low",
+	"details": string (implementation details)
+}
+
+Guidelines:
+1. Unless complexity warrants otherwise, create exactly 2 tasks, numbered sequentially"""
+PARSE_PRD_USER = """IMPORTANT: Your response must be a JSON object with a "tasks" property \
+containing an array of task objects."""
+
+
+def json_object_answer(emu: Running, system: str, user: str) -> Any:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    body = {"model": "balanced", "messages": messages, "response_format": {"type": "json_object"}}
+    response = emu.http.post(
+        f"{emu.url}/v1/chat/completions", json=body, headers=openai_headers(), timeout=5
+    )
+    assert response.status_code == 200, response.text
+    return json.loads(response.json()["choices"][0]["message"]["content"])
+
+
+def test_openai_json_object_follows_the_prompt(emu: Running) -> None:
+    assert json_object_answer(emu, ADD_TASK_SYSTEM, ADD_TASK_USER) == {
+        "title": "emulated title",
+        "description": "emulated description",
+        "details": "emulated details",
+        "testStrategy": "emulated testStrategy",
+        "dependencies": [],
+    }
+    subtasks = json_object_answer(emu, EXPAND_SYSTEM, EXPAND_USER)["subtasks"]
+    assert [s["id"] for s in subtasks] == [1, 2, 3]
+    for subtask in subtasks:  # Task Master's own limits on a subtask
+        assert set(subtask) == {
+            *("id", "title", "description", "dependencies", "details", "status"),
+            "testStrategy",
+        }
+        assert len(subtask["title"]) >= 5 and len(subtask["description"]) >= 10
+        assert len(subtask["details"]) >= 20 and subtask["details"].startswith("emulated details")
+        assert (subtask["status"], subtask["dependencies"]) == ("pending", [])
+    tasks = json_object_answer(emu, PARSE_PRD_SYSTEM, PARSE_PRD_USER)["tasks"]
+    assert tasks[1] == {
+        "id": 2,
+        "title": "emulated title 2",
+        "status": "pending",
+        "dependencies": [],
+        "priority": "high",
+        "details": "emulated details 2",
+    }
+    assert len(tasks) == 2
+    fallback = json_object_answer(emu, "be brief", "say hi in JSON")
+    assert fallback == {"reply": "emulated reply from openai model balanced"}
+
+
+def test_anthropic_forced_tool_use(emu: Running) -> None:
+    tool = {"name": "record_task", "input_schema": TASK_SCHEMA}
+    body = anthropic_body(tools=[tool], tool_choice={"type": "tool", "name": "record_task"})
+    answer = emu.http.post(
+        f"{emu.url}/v1/messages", json=body, headers=anthropic_headers(), timeout=5
+    ).json()
+    [block] = answer["content"]
+    assert block["type"] == "tool_use" and block["name"] == "record_task"
+    assert block["id"].startswith("toolu_")
+    assert_valid(block["input"], TASK_SCHEMA)
+    assert answer["stop_reason"] == "tool_use"
+    assert answer["usage"]["output_tokens"] == len(json.dumps(block["input"]).split())
+
+    body["stream"] = True
+    response = emu.http.post(
+        f"{emu.url}/v1/messages", json=body, headers=anthropic_headers(), timeout=5
+    )
+    payloads = [json.loads(data) for _, data in sse_events(response.text)]
+    started = payloads[1]["content_block"]
+    assert {**started, "id": None} == {**block, "id": None, "input": {}}
+    partial = "".join(
+        p["delta"]["partial_json"] for p in payloads if p["type"] == "content_block_delta"
+    )
+    assert json.loads(partial) == block["input"]
+    assert payloads[-2]["delta"]["stop_reason"] == "tool_use"
+
+    auto = emu.http.post(
+        f"{emu.url}/v1/messages",
+        json=anthropic_body(tools=[tool]),
+        headers=anthropic_headers(),
+        timeout=5,
+    ).json()
+    assert (
+        auto["content"][0]["text"] == "emulated reply from anthropic model claude-3-5-haiku-latest"
+    )
+
+
+def test_openai_sdk_structured(emu: Running) -> None:
+    openai = pytest.importorskip("openai")
+    pydantic = pytest.importorskip("pydantic")
+
+    class Step(pydantic.BaseModel):
+        id: int
+        title: str
+
+    class Plan(pydantic.BaseModel):
+        name: str
+        steps: list[Step]
+        done: bool | None
+
+    client = openai.OpenAI(base_url=f"{emu.url}/v1", api_key=OPENAI_KEY, max_retries=0)
+    messages = [{"role": "user", "content": "plan the day"}]
+    completion = client.chat.completions.parse(
+        model="gpt-4o", messages=messages, response_format=Plan
+    )
+    plan = completion.choices[0].message.parsed
+    assert plan == Plan(name="emulated name", steps=[Step(id=1, title="emulated title")], done=True)
+
+    tool = openai.pydantic_function_tool(Plan)
+    forced = {"type": "function", "function": {"name": "Plan"}}
+    completion = client.chat.completions.parse(
+        model="gpt-4o", messages=messages, tools=[tool], tool_choice=forced
+    )
+    [call] = completion.choices[0].message.tool_calls or []
+    assert call.function.parsed_arguments == plan

@@ -128,7 +128,10 @@ Structured answers
                       field list, placed in ``a "tasks" property containing an array`` when a
                       text says so), else ``{"reply": "<the fixed reply>"}``.  This is what
                       Task Master sends through the openai-compatible provider.
-    Gemini responseSchema and Ollama ``format`` are not honoured (they get the fixed reply).
+    Gemini answers JSON when ``generationConfig.responseMimeType`` is application/json (what
+    LiteLLM sends for a json_object or json_schema response_format): an instance of
+    ``responseJsonSchema`` or ``responseSchema`` (OpenAPI types), else of the prompt's shape.
+    Ollama ``format`` is not honoured (it gets the fixed reply).
 
 Deterministic token rule
 ------------------------
@@ -814,6 +817,47 @@ def anthropic_reply(body: JSONDict, model: str) -> Reply:
         return Reply(reply_text("anthropic", model))
     value = schema_instance(tool.get("input_schema") or {"type": "object"})
     return Reply(json.dumps(value), str(tool.get("name", "tool")), value)
+
+
+def _openapi_to_json_schema(schema: Any) -> Any:
+    """Gemini's responseSchema (OpenAPI subset: upper-case types, ``nullable``) as JSON Schema."""
+    if isinstance(schema, list):
+        return [_openapi_to_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: _openapi_to_json_schema(value) for key, value in schema.items()}
+    if isinstance(converted.get("type"), str):
+        converted["type"] = converted["type"].lower()
+    if converted.pop("nullable", False) and isinstance(converted.get("type"), str):
+        converted["type"] = [converted["type"], "null"]
+    return converted
+
+
+def gemini_reply(body: JSONDict, model: str) -> str:
+    """The text of a generateContent answer: JSON when ``generationConfig.responseMimeType`` is
+    application/json (an instance of ``responseJsonSchema``/``responseSchema``, else of the shape
+    read from the prompt, as for OpenAI's json_object), else the fixed text.  LiteLLM turns an
+    OpenAI ``response_format`` json_object into that MIME type."""
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    config = config if isinstance(config, dict) else {}
+    mime = config.get("responseMimeType") or config.get("response_mime_type")
+    if mime != "application/json":
+        return reply_text("gemini", model)
+    for key in ("responseJsonSchema", "response_json_schema"):
+        if isinstance(config.get(key), dict):
+            return json.dumps(schema_instance(config[key]))
+    for key in ("responseSchema", "response_schema"):
+        if isinstance(config.get(key), dict):
+            return json.dumps(schema_instance(_openapi_to_json_schema(config[key])))
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    messages = [
+        {"role": "system", "content": "\n".join(gemini_texts(system))},
+        {"role": "user", "content": "\n".join(gemini_texts(body.get("contents")))},
+    ]
+    schema = prompt_schema(messages)
+    if schema is not None:
+        return json.dumps(schema_instance(schema))
+    return json.dumps({"reply": reply_text("gemini", model)})
 
 
 # --------------------------------------------------------------------------------- ollama models
@@ -1610,7 +1654,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         self, route: Route, body: JSONDict, query: dict[str, str], pt: int
     ) -> None:
         model = route.model or ""
-        reply = reply_text("gemini", model)
+        reply = gemini_reply(body, model)
         ct = count_words([reply])
         usage = {"promptTokenCount": pt, "candidatesTokenCount": ct, "totalTokenCount": pt + ct}
         rid = new_id("", 22)

@@ -631,7 +631,12 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     ollama_emulator.clear()
     started = time.time()
     config = project / ".taskmaster/config.json"
-    config_before = config.read_bytes()
+
+    def gateway_roles() -> dict[str, tuple[str, str]]:
+        models = json.loads(config.read_text())["models"]
+        return {role: (m["provider"], m["baseURL"], m["modelId"]) for role, m in models.items()}
+
+    roles_set_up = gateway_roles()
 
     installed = home / ".local/bin/taskcost"
     assert os.access(installed, os.X_OK)
@@ -654,6 +659,10 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     tasks = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
     details = tasks["master"]["tasks"][0]["subtasks"][0]["details"]
     assert "emulated reply from" in details, update.stdout[-2000:]
+    # Task Master writes its own defaults into config.json on its first run (global.*,
+    # userId); from then on the file is its own, and no taskcost run changes a byte.
+    assert gateway_roles() == roles_set_up
+    config_before = config.read_bytes()
 
     research = taskcost(
         "run",
@@ -718,6 +727,26 @@ def test_task_master_calls_are_counted_against_their_task_and_reported_with_its_
     assert f"Harden the login page ({RUN})" in table.stdout
     written = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
     assert written["master"]["tasks"][0]["metadata"]["gatewayCost"]["calls"] == len(rows)
+
+    # Why the role keeps OPENAI_COMPATIBLE_API_KEY out of the project's .env: the real
+    # CLI takes the key from there before the process environment. With a dead key in
+    # .env and a good task key in the environment, its call is refused.
+    dotenv = project / ".env"
+    kept = dotenv.read_text()
+    dotenv.write_text(kept + "OPENAI_COMPATIBLE_API_KEY=sk-dead-0123456789abcdefghijklmnop\n")
+    direct = {**env, "OPENAI_COMPATIBLE_API_KEY": task_key(task)}
+    direct["NODE_EXTRA_CA_CERTS"] = str(home / ".config/llm-gateway/gateway-ca.crt")
+    try:
+        shadowed = subprocess.run(
+            [str(cli), "update-subtask", f"--id={task}.1", "--prompt", "shadowed"],
+            capture_output=True, text=True, timeout=600, check=False, env=direct, cwd=project,
+        )  # fmt: skip
+    finally:
+        dotenv.write_text(kept)
+    said = shadowed.stdout + shadowed.stderr
+    assert "401" in said or "invalid API key" in said, said[-2000:]
+    after = json.loads((project / ".taskmaster/tasks/tasks.json").read_text())
+    assert after["master"]["tasks"][0]["subtasks"][0]["details"] == details
 
 
 # ------------------------------------------------------------------- task keys

@@ -3,11 +3,31 @@
 that keep what they receive, for the tests to read.
 
 A stand-in for the people of the house: their ntfy server, their mail server,
-their Home Assistant webhook. It accepts anything and judges nothing; the tests
-read what arrived.
+their Home Assistant webhook. It keeps what arrives, for the tests to read,
+and judges nothing, except where a real receiver would: what the roles rely on
+of ntfy, the one receiver that works on what it is sent, is reproduced here,
+each from its official source:
+
+- message templating (ntfy v2.10.0 and later; release notes of v2.10.0 and
+  https://docs.ntfy.sh/publish/#message-templating): a publish with
+  ``tpl=1`` (or ``yes``/``true``) in the query takes the title from ``t`` (or
+  ``title``) and the message from ``m`` (or ``message``), each a Go
+  text/template executed over the JSON body; a body that is not a JSON
+  object, or a template that does not parse or run, is refused with 400;
+- the priority from ``p`` (or ``priority``), and the token as
+  ``Authorization: Bearer <token>`` (https://docs.ntfy.sh/publish/,
+  "Access tokens").
+
+The templates are run by :func:`render_go_template`, which knows the part of
+Go's text/template the role's templates use (field paths, ``range``, ``if``
+with ``eq``, ``else``, ``end``, the ``{{-``/``-}}`` trims, ``<no value>`` for
+a missing key) and refuses any other action, so a template the stand-in cannot
+judge fails the lab instead of passing unread.
 
     POST   /<any path>   a webhook call: kept with its path, query, the headers
-                         below and its JSON body -> 200 {"ok": true}
+                         below and its JSON body -> 200 {"ok": true}; with
+                         ``tpl=1`` also what ntfy would show ("ntfy": title,
+                         message, priority), or 400 as ntfy answers
     GET    /_received    every webhook call, oldest first
     GET    /_mail        every message the SMTP server took: envelope and text
     DELETE /_received    forgets both -> {"cleared": N}
@@ -22,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import socketserver
 import threading
 import urllib.parse
@@ -30,6 +51,152 @@ from typing import Any
 
 KEPT_HEADERS = ("authorization", "content-type", "user-agent")
 MAX_BODY = 1 << 20
+TRUE = ("1", "yes", "true")
+
+
+class TemplateError(ValueError):
+    """A template ntfy would refuse (or this stand-in cannot judge)."""
+
+
+ACTION = re.compile(r"\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}", re.DOTALL)
+ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|(\.[A-Za-z0-9_.]*)')
+
+
+def _lookup(dot: Any, path: str) -> Any:
+    """`.a.b` on maps, as Go's text/template resolves it; None for a missing key."""
+    value = dot
+    for name in [n for n in path.split(".") if n]:
+        if not isinstance(value, dict):
+            raise TemplateError(f"can't evaluate field {name} in {type(value).__name__}")
+        value = value.get(name)
+    return value
+
+
+def _argument(dot: Any, text: str) -> Any:
+    match = ARGUMENT.fullmatch(text.strip())
+    if match is None:
+        raise TemplateError(f"unsupported argument {text!r}")
+    if match.group(1) is not None:
+        return json.loads(f'"{match.group(1)}"')
+    return _lookup(dot, match.group(2))
+
+
+def _pipeline(dot: Any, text: str) -> Any:
+    if text.startswith("eq "):
+        args = [m.group(0) for m in ARGUMENT.finditer(text[3:])]
+        if len(args) < 2 or "".join(args).replace(" ", "") != text[3:].replace(" ", ""):
+            raise TemplateError(f"unsupported pipeline {text!r}")
+        first = _argument(dot, args[0])
+        return any(first == _argument(dot, a) for a in args[1:])
+    return _argument(dot, text)
+
+
+def _truth(value: Any) -> bool:
+    return value not in (None, False, 0, "") and value != [] and value != {}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        raise TemplateError("a map or list is printed in Go's own format; use its fields")
+    return str(value)
+
+
+def _parse(template: str) -> list[Any]:
+    """Text and actions as a tree: ("text", s), ("value", p), ("range"|"if", p, body, else)."""
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    for match in ACTION.finditer(template):
+        text = template[position : match.start()]
+        if match.group(1):
+            text = text.rstrip()
+        if tokens and tokens[-1][0] == "trim-next":
+            tokens.pop()
+            text = text.lstrip()
+        tokens.append(("text", text))
+        tokens.append(("action", match.group(2)))
+        if match.group(3):
+            tokens.append(("trim-next", ""))
+        position = match.end()
+    tail = template[position:]
+    if tokens and tokens[-1][0] == "trim-next":
+        tokens.pop()
+        tail = tail.lstrip()
+    if "{{" in tail:
+        raise TemplateError("unclosed action")
+    tokens.append(("text", tail))
+
+    def block(at: int, closing: tuple[str, ...]) -> tuple[list[Any], int, str]:
+        nodes: list[Any] = []
+        while at < len(tokens):
+            kind, text = tokens[at]
+            at += 1
+            if kind == "text":
+                nodes.append(("text", text))
+                continue
+            word = text.split(" ", 1)[0]
+            if word in closing:
+                return nodes, at, word
+            if word in ("range", "if"):
+                body, at, ended = block(at, ("else", "end"))
+                otherwise: list[Any] = []
+                if ended == "else":
+                    otherwise, at, _ = block(at, ("end",))
+                nodes.append((word, text[len(word) :].strip(), body, otherwise))
+            elif word in ("else", "end"):
+                raise TemplateError(f"unexpected {{{{{word}}}}}")
+            elif text.startswith(".") or text.startswith("eq "):
+                nodes.append(("value", text))
+            else:
+                raise TemplateError(f"unsupported action {{{{{text}}}}}")
+        if closing:
+            raise TemplateError(f"unexpected EOF: missing {{{{{closing[-1]}}}}}")
+        return nodes, at, ""
+
+    return block(0, ())[0]
+
+
+def _run(nodes: list[Any], dot: Any) -> str:
+    out: list[str] = []
+    for node in nodes:
+        if node[0] == "text":
+            out.append(node[1])
+        elif node[0] == "value":
+            out.append(_shown(_pipeline(dot, node[1])))
+        elif node[0] == "if":
+            out.append(_run(node[2] if _truth(_pipeline(dot, node[1])) else node[3], dot))
+        else:  # range
+            items = _pipeline(dot, node[1])
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                raise TemplateError(f"range can't iterate over {_shown(items)}")
+            out.extend(_run(node[2], item) for item in items)
+            if not items:
+                out.append(_run(node[3], dot))
+    return "".join(out)
+
+
+def render_go_template(template: str, data: Any) -> str:
+    """`template` run over `data` as Go's text/template would, for the subset above."""
+    return _run(_parse(template), data)
+
+
+def ntfy_view(query: dict[str, str], body: Any) -> tuple[int, dict[str, Any]]:
+    """What ntfy makes of a templated publish: (200, title/message/priority) or (400, error)."""
+    if not isinstance(body, dict):
+        return 400, {"error": "invalid request: message body must be JSON if templating is on"}
+    shown: dict[str, Any] = {"priority": query.get("p") or query.get("priority") or "default"}
+    for field, keys in (("title", ("t", "title")), ("message", ("m", "message"))):
+        template = next((query[k] for k in keys if k in query), "")
+        try:
+            shown[field] = render_go_template(template, body)
+        except TemplateError as error:
+            return 400, {"error": f"invalid request: template {field}: {error}"}
+    return 200, shown
 
 
 class Inbox:
@@ -100,15 +267,19 @@ class WebhookHandler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode(errors="replace")
         parts = urllib.parse.urlsplit(self.path)
-        self.server.inbox.add_call(
-            {
-                "path": parts.path,
-                "query": dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)),
-                "headers": {k: v for k, v in self.headers.items() if k.lower() in KEPT_HEADERS},
-                "body": body,
-            }
-        )
-        self._send(200, {"ok": True})
+        query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        call: dict[str, Any] = {
+            "path": parts.path,
+            "query": query,
+            "headers": {k: v for k, v in self.headers.items() if k.lower() in KEPT_HEADERS},
+            "body": body,
+        }
+        status, answer = 200, {"ok": True}
+        if (query.get("tpl") or query.get("template") or "").lower() in TRUE:
+            status, call["ntfy"] = ntfy_view(query, body)
+            answer = call["ntfy"] if status != 200 else answer
+        self.server.inbox.add_call(call)
+        self._send(status, answer)
 
 
 class WebhookServer(ThreadingHTTPServer):

@@ -349,14 +349,18 @@ def test_the_ledgers_database_stopped_fires_its_alerts_and_they_reach_every_rece
     ntfy = firing["ntfy"]
     assert ntfy["headers"].get("Authorization") == f"Bearer {lab_vault['vault_lab_ntfy_token']}"
     assert ntfy["query"]["tpl"] == "1" and ntfy["query"]["p"] == "high"
-    assert "{{.commonLabels.alertname}}" in ntfy["query"]["t"]
-    assert "{{.annotations.summary}}" in ntfy["query"]["m"]
+    # what the phone shows: ntfy's templates run over Alertmanager's payload
+    assert ntfy["ntfy"]["title"] == f"[firing] {names[0]}", ntfy.get("ntfy")
+    assert "cannot write to its database" in ntfy["ntfy"]["message"], ntfy["ntfy"]
+    assert "<no value>" not in ntfy["ntfy"]["title"] + ntfy["ntfy"]["message"]
     mail = firing["mail"]
     assert mail["to"] == ["<operator@lab.home.arpa>"]
     assert "cannot write to its database" in mail_text(mail)[1]
 
     poll(lambda: not active(), deadline, "the ledger alerts resolving once Postgres is back")
-    poll(lambda: heard("resolved"), delivered, "every receiver hearing that it resolved")
+    resolved = poll(lambda: heard("resolved"), delivered, "every receiver hearing that it resolved")
+    assert resolved["ntfy"]["ntfy"]["title"] == f"[resolved] {names[0]}"
+    assert "(resolved)" in resolved["ntfy"]["ntfy"]["message"]
 
 
 def fires_and_reaches_the_webhook(

@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import smtplib
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
 
-from tests.emulator.alert_receiver import Inbox, SmtpServer, WebhookServer
+from tests.emulator.alert_receiver import (
+    Inbox,
+    SmtpServer,
+    TemplateError,
+    WebhookServer,
+    render_go_template,
+)
 
 
 @pytest.fixture
@@ -47,6 +54,7 @@ def test_a_webhook_call_is_kept_with_its_query_token_and_body(receiver: tuple[st
     assert call["query"] == {"tpl": "1", "t": "[{{.status}}]"}
     assert call["headers"]["Authorization"] == "Bearer tk_fake"
     assert call["body"]["alerts"][0]["labels"]["alertname"] == "X"
+    assert call["ntfy"] == {"title": "[firing]", "message": "", "priority": "default"}
 
 
 def test_a_mail_is_kept_with_its_envelope_and_text(receiver: tuple[str, int]) -> None:
@@ -67,3 +75,76 @@ def test_a_mail_is_kept_with_its_envelope_and_text(receiver: tuple[str, int]) ->
     with urllib.request.urlopen(request, timeout=5) as answer:
         assert json.loads(answer.read()) == {"cleared": 1}
     assert get(f"{url}/_mail") == []
+
+
+# ------------------------------------------------------- ntfy's message templating
+
+PAYLOAD = {  # Alertmanager's webhook payload (version 4), as the lab's Alertmanager sends it
+    "version": "4",
+    "status": "firing",
+    "receiver": "ntfy",
+    "groupLabels": {"alertname": "GatewayDown"},
+    "commonLabels": {"alertname": "GatewayDown", "severity": "critical"},
+    "commonAnnotations": {},
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "GatewayDown", "instance": "gw1"},
+            "annotations": {"summary": "The gateway on gw1 does not answer"},
+        },
+        {
+            "status": "resolved",
+            "labels": {"alertname": "GatewayDown", "instance": "gw2"},
+            "annotations": {"summary": "The gateway on gw2 does not answer"},
+        },
+    ],
+}
+
+
+def test_the_roles_ntfy_templates_show_the_alert_as_ntfy_would() -> None:
+    from tests.support.monitoring_role import filters
+
+    assert render_go_template(filters.NTFY_TITLE, PAYLOAD) == "[firing] GatewayDown"
+    assert render_go_template(filters.NTFY_MESSAGE, PAYLOAD) == (
+        "The gateway on gw1 does not answer\nThe gateway on gw2 does not answer (resolved)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "shown"),
+    [
+        ("{{.missing}}|{{.commonLabels.nothing}}", "<no value>|<no value>"),
+        ("a {{- .status -}} b", "afiringb"),
+        ('{{if eq .status "resolved" "firing"}}yes{{else}}no{{end}}', "yes"),
+        ("{{range .nothing}}x{{end}}{{range .alerts}}{{.labels.instance}},{{end}}", "gw1,gw2,"),
+        ("{{if .commonAnnotations}}x{{else}}empty{{end}}", "empty"),
+    ],
+)
+def test_go_template_semantics_the_templates_rely_on(template: str, shown: str) -> None:
+    assert render_go_template(template, PAYLOAD) == shown
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{.alerts}}", "{{len .alerts}}", "{{range .alerts}}x", "{{end}}", "{{.status | upper}}"],
+)
+def test_a_template_outside_what_the_stand_in_knows_is_refused(template: str) -> None:
+    with pytest.raises(TemplateError):
+        render_go_template(template, PAYLOAD)
+
+
+def test_a_templated_publish_shows_what_ntfy_would_or_is_refused_like_ntfy(
+    receiver: tuple[str, int],
+) -> None:
+    url, _ = receiver
+    query = "tpl=1&t=%5B%7B%7B.status%7D%7D%5D&m=%7B%7Blen%20.alerts%7D%7D&p=high"
+    for body, status in ((PAYLOAD, 400), ("not json", 400)):
+        request = urllib.request.Request(
+            f"{url}/ntfy/t?{query}", data=json.dumps(body).encode(), method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == status
+    calls = get(f"{url}/_received")
+    assert "template message" in calls[0]["ntfy"]["error"]
+    assert "must be JSON" in calls[1]["ntfy"]["error"]

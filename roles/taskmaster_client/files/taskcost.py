@@ -304,6 +304,11 @@ def run_command(
             f"the task's key; remove that line (keep the key as {APP_KEY_VARIABLE})"
         )
     url, app_key = app_key_for(project)
+    if url and re.match(r"^http://127\.0\.0\.1:\d+/\d+$", url):
+        raise TaskcostError(
+            "config.json points at the local forwarder of an earlier taskcost, which a killed "
+            "run left behind; run playbooks/taskmaster.yml for this project"
+        )
     url = os.environ.get("GATEWAY_URL") or url
     if not url:
         raise TaskcostError(

@@ -471,6 +471,8 @@ def test_run_refuses_a_project_that_does_not_use_the_gateway(tmp_path: Path) -> 
     assert result.returncode == 2 and "no Task Master role uses the gateway" in result.stderr
     (project / ".env").write_text("")
     assert "no application key" in show_env(project, "12").stderr
+    write_project(tmp_path / "earlier", "http://127.0.0.1:41234/0")  # a killed earlier run's
+    assert "run playbooks/taskmaster.yml" in show_env(tmp_path / "earlier", "12").stderr
 
 
 def test_key_prints_a_task_key_alone_or_as_exports(tmp_path: Path) -> None:

@@ -82,6 +82,9 @@ TRUST_BUNDLE = Path("~/.cache/llm-gateway/trust-bundle.pem")
 # copied; tests/unit/taskmaster_client/test_taskcost.py proves the gateway takes these keys.
 TASK_KEY_PREFIX = "sk-task-"
 TASK_KEY_CONTEXT = b"llm-gateway task key v1"
+PEM_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\r?\n.*?\r?\n-----END CERTIFICATE-----", re.DOTALL
+)
 DEFAULT_RUN_TTL = "12h"
 DEFAULT_KEY_TTL = "8h"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -252,13 +255,13 @@ def trust_bundle(cas: list[str]) -> str:
     NODE_EXTRA_CA_CERTS, SSL_CERT_FILE and REQUESTS_CA_BUNDLE: each takes one file."""
     paths = ssl.get_default_verify_paths()
     system = os.environ.get("SSL_CERT_FILE") or paths.cafile or paths.openssl_cafile
-    parts: list[str] = []
+    certificates: list[str] = []  # each once, also when SSL_CERT_FILE is this bundle already
     for path in [system, *cas]:
         if path and Path(path).is_file():
-            text = Path(path).read_text(encoding="utf-8").strip()
-            if text not in parts:
-                parts.append(text)
-    text = "\n".join(parts) + "\n"
+            for found in PEM_CERTIFICATE.findall(Path(path).read_text(encoding="utf-8")):
+                if found not in certificates:
+                    certificates.append(found)
+    text = "\n".join(certificates) + "\n"
     bundle = TRUST_BUNDLE.expanduser()
     if not bundle.is_file() or bundle.read_text(encoding="utf-8") != text:
         bundle.parent.mkdir(parents=True, exist_ok=True)

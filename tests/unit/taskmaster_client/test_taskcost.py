@@ -503,6 +503,8 @@ def test_run_hands_on_the_gateways_ca_beside_the_systems(
         bundle = Path(seen["SSL_CERT_FILE"]).read_text()
         assert ca.read_text().strip() in bundle
         assert bundle.count("BEGIN CERTIFICATE") > 1  # the system's CAs are still trusted
+        nested = show_env(project, "12", env={**env, "SSL_CERT_FILE": seen["SSL_CERT_FILE"]})
+        assert Path(json.loads(nested.stdout)["SSL_CERT_FILE"]).read_text() == bundle
         env = {"NODE_EXTRA_CA_CERTS": "", "SSL_CERT_FILE": ""}
         without = show_env(project, "12", url=f"{secure.url}/v1/chat/completions", env=env)
         assert without.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in without.stderr

@@ -149,6 +149,12 @@ def proxy_workers(hosts: dict) -> int:
     return int(command.split()[-1].strip('"'))
 
 
+def router_settings(hosts: dict) -> dict:
+    """The router settings of the config the gateway runs."""
+    config = hosts["gateway"].file("/opt/litellm-proxy/config.yaml").content_string
+    return yaml.safe_load(config)["router_settings"]
+
+
 @pytest.mark.usefixtures("healthy")
 @pytest.mark.parametrize("mode", sorted(FAILURES))
 def test_failing_preferred_deployment_leaves_the_rotation_and_comes_back(
@@ -159,21 +165,24 @@ def test_failing_preferred_deployment_leaves_the_rotation_and_comes_back(
     ollama: Emulator,
     hosts: dict,
 ) -> None:
-    """Each worker takes a failing deployment out of its rotation the first time it
-    sees it fail, and keeps its own cooldowns (sharing them needs Redis): once
-    the first requests met the failure, the workers that had not met it yet may
-    each try it once more, and nothing else reaches it while every request is
-    answered."""
-    workers = proxy_workers(hosts)
+    """Every request is answered while the preferred deployment fails, and it
+    leaves the rotation: each worker keeps its own cooldowns (sharing them needs
+    Redis) and cools the deployment on its `allowed_fails + 1`-th failure, each of
+    which is a request that LiteLLM may retry on it `num_retries` times before
+    the cooldown lands. So within one cooldown of the first failure the
+    deployment gets at most workers * (allowed_fails + 1) * (num_retries + 1)
+    calls, where 50 requests would give it 50 or more if it stayed in."""
+    settings = router_settings(hosts)
+    bound = proxy_workers(hosts) * (settings["allowed_fails"] + 1) * (settings["num_retries"] + 1)
     ollama.set("ollama", mode, **FAILURES[mode])
-    statuses = [chat(gateway, gateway_url, "cheap").status_code for _ in range(5)]
-    ollama.clear()
-    statuses += [chat(gateway, gateway_url, "cheap").status_code for _ in range(45)]
+    statuses = [chat(gateway, gateway_url, "cheap").status_code for _ in range(50)]
     assert statuses == [200] * 50
-    late = ollama.model_calls("ollama")
-    assert len(late) <= workers - 1, (
-        f"the failing deployment kept getting requests: {len(late)} after the first 5"
-        f" with {workers} workers"
+    calls = [call["time"] for call in ollama.model_calls("ollama")]
+    assert calls, f"no request reached the deployment made to fail ({mode})"
+    window = [t for t in calls if t < calls[0] + settings["cooldown_time"]]
+    assert len(window) <= bound, (
+        f"the failing deployment kept getting requests: {len(window)} calls within"
+        f" {settings['cooldown_time']} s of its first failure, at most {bound} expected"
     )
 
     ollama.set("ollama", "ok")

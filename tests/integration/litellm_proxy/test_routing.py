@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,8 +22,6 @@ import yaml
 from tests.support.lab_client import Emulator, answered_by, chat, wait_until
 
 CLOUD = ("openai", "anthropic", "gemini")
-LAB_VARS = Path(__file__).resolve().parents[3] / "molecule/default/group_vars/gateway/lab.yml"
-COOLDOWN_S = float(yaml.safe_load(LAB_VARS.read_text())["litellm_proxy_cooldown_time"])
 
 
 class Upstream(Emulator):
@@ -32,7 +29,7 @@ class Upstream(Emulator):
 
     Each LiteLLM worker keeps its own cooldowns (sharing them needs Redis), and a
     check through one connection reaches one worker: every worker's cooldowns are
-    over COOLDOWN_S after the last recovery."""
+    over one `cooldown_time` after the last recovery."""
 
     recovered_at = 0.0  # time.monotonic() of the last recovery, over all instances
 
@@ -69,13 +66,24 @@ def _reset(clouds: Emulator, ollama: Emulator) -> None:
     ollama.set("ollama", "ok")
 
 
+@pytest.fixture(scope="module")
+def router(hosts: dict) -> dict:
+    """The router settings of the config the gateway runs (cooldown, retries)."""
+    config = hosts["gateway"].file("/opt/litellm-proxy/config.yaml").content_string
+    return yaml.safe_load(config)["router_settings"]
+
+
 @pytest.fixture
 def healthy(
-    gateway: requests.Session, gateway_url: str, clouds: Upstream, ollama: Upstream
+    gateway: requests.Session,
+    gateway_url: str,
+    clouds: Upstream,
+    ollama: Upstream,
+    router: dict,
 ) -> Iterator[None]:
     """Every upstream `ok`, and the gateway routing `cheap` to Ollama again (cooldowns over)."""
     _reset(clouds, ollama)
-    time.sleep(max(0.0, Upstream.recovered_at + COOLDOWN_S - time.monotonic()))
+    time.sleep(max(0.0, Upstream.recovered_at + router["cooldown_time"] - time.monotonic()))
     wait_until(
         lambda: answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b",
         90,
@@ -149,12 +157,6 @@ def proxy_workers(hosts: dict) -> int:
     return int(command.split()[-1].strip('"'))
 
 
-def router_settings(hosts: dict) -> dict:
-    """The router settings of the config the gateway runs."""
-    config = hosts["gateway"].file("/opt/litellm-proxy/config.yaml").content_string
-    return yaml.safe_load(config)["router_settings"]
-
-
 @pytest.mark.usefixtures("healthy")
 @pytest.mark.parametrize("mode", sorted(FAILURES))
 def test_failing_preferred_deployment_leaves_the_rotation_and_comes_back(
@@ -164,6 +166,7 @@ def test_failing_preferred_deployment_leaves_the_rotation_and_comes_back(
     clouds: Emulator,
     ollama: Emulator,
     hosts: dict,
+    router: dict,
 ) -> None:
     """Every request is answered while the preferred deployment fails, and it
     leaves the rotation: each worker keeps its own cooldowns (sharing them needs
@@ -172,17 +175,16 @@ def test_failing_preferred_deployment_leaves_the_rotation_and_comes_back(
     the cooldown lands. So within one cooldown of the first failure the
     deployment gets at most workers * (allowed_fails + 1) * (num_retries + 1)
     calls, where 50 requests would give it 50 or more if it stayed in."""
-    settings = router_settings(hosts)
-    bound = proxy_workers(hosts) * (settings["allowed_fails"] + 1) * (settings["num_retries"] + 1)
+    bound = proxy_workers(hosts) * (router["allowed_fails"] + 1) * (router["num_retries"] + 1)
     ollama.set("ollama", mode, **FAILURES[mode])
     statuses = [chat(gateway, gateway_url, "cheap").status_code for _ in range(50)]
     assert statuses == [200] * 50
     calls = [call["time"] for call in ollama.model_calls("ollama")]
     assert calls, f"no request reached the deployment made to fail ({mode})"
-    window = [t for t in calls if t < calls[0] + settings["cooldown_time"]]
+    window = [t for t in calls if t < calls[0] + router["cooldown_time"]]
     assert len(window) <= bound, (
         f"the failing deployment kept getting requests: {len(window)} calls within"
-        f" {settings['cooldown_time']} s of its first failure, at most {bound} expected"
+        f" {router['cooldown_time']} s of its first failure, at most {bound} expected"
     )
 
     ollama.set("ollama", "ok")

@@ -64,6 +64,10 @@ def ensure_venv(requirements: Path) -> Path:
         _say(f"creating {VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     _say(f"installing {requirements.name} into {VENV} (pinned versions)")
+    # The lock is also given as constraints: a package asked for with an extra
+    # (litellm needs `httpx[http2]`) is a requirement of its own to pip, which
+    # otherwise looks at the newest release first and, in hash-checking mode,
+    # refuses it as unpinned before it would backtrack to the locked one.
     subprocess.run(
         [
             str(bin_dir / "pip"),
@@ -71,6 +75,8 @@ def ensure_venv(requirements: Path) -> Path:
             "--quiet",
             "--disable-pip-version-check",
             "-r",
+            str(requirements),
+            "-c",
             str(requirements),
         ],
         check=True,

@@ -141,10 +141,15 @@ def _client_tasks(request: Request, body: dict) -> list[str]:
 
 
 def _task_key_max_ttl() -> float:
+    """The longest a task key may live, from the role's setting (litellm.env).
+
+    Without a valid setting no task key is current: the gateway fails closed
+    rather than keep a second copy of the role's default here.
+    """
     try:
-        return float(os.environ.get("GATEWAY_TASK_KEY_MAX_TTL") or 7 * 24 * 3600)
+        return max(float(os.environ.get("GATEWAY_TASK_KEY_MAX_TTL") or 0), 0.0)
     except ValueError:
-        return 7 * 24 * 3600
+        return 0.0
 
 
 async def _app_auth(request: Request, app: App, task: str | None = None) -> UserAPIKeyAuth:

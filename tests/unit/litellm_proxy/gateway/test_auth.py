@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from gateway import auth, taskkeys
 from gateway.ratelimit import FileWindow, MemoryWindow
 from litellm.proxy._types import LitellmUserRoles, ProxyException
@@ -36,6 +37,12 @@ def _request(path: str, body: dict | None = None) -> Any:
 
 
 MASTER = "sk-master-" + "m" * 30
+# What litellm.env.j2 hands the gateway for the role's default.
+ROLE = Path(__file__).resolve().parents[4] / "roles/litellm_proxy"
+DEFAULT_MAX_TTL = (
+    yaml.safe_load((ROLE / "defaults/main.yml").read_text())["litellm_proxy_task_key_max_ttl_hours"]
+    * 3600
+)
 METRICS = "sk-metrics-" + "x" * 30
 HA_KEY = "sk-ha-" + "h" * 30
 
@@ -44,6 +51,7 @@ HA_KEY = "sk-ha-" + "h" * 30
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITELLM_MASTER_KEY", MASTER)
     monkeypatch.setenv("GATEWAY_METRICS_KEY", METRICS)
+    monkeypatch.setenv("GATEWAY_TASK_KEY_MAX_TTL", str(DEFAULT_MAX_TTL))
     table = {"home-assistant": {"key": HA_KEY, "models": ["cheap"], "rpm": 2}}
     monkeypatch.setenv("GATEWAY_APP_KEYS", base64.b64encode(json.dumps(table).encode()).decode())
     monkeypatch.setattr(auth, "_APPS", None)
@@ -242,3 +250,13 @@ def test_the_gateways_longest_life_of_a_task_key_is_its_setting(
     monkeypatch.setenv("GATEWAY_TASK_KEY_MAX_TTL", "600")
     assert task_refused(task_key(ttl=3600)).code == "401"
     assert task_auth(task_key(ttl=300)).key_alias == "home-assistant"
+
+
+@pytest.mark.usefixtures("keys")
+@pytest.mark.parametrize("setting", ["", "soon", "-5"])
+def test_without_a_valid_longest_life_no_task_key_is_current(
+    monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setenv("GATEWAY_TASK_KEY_MAX_TTL", setting)
+    refusal = task_refused(task_key(ttl=300))
+    assert refusal.code == "401" and "lives longer than this gateway allows" in refusal.message

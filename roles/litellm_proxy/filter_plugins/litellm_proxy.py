@@ -16,6 +16,11 @@ Routing choices, and the LiteLLM traps they avoid:
   a price of 0 is left out, which LiteLLM tracks as free for Ollama models.
 * Deployments of equal price (the same Ollama model on two hosts) share an
   order, so the router spreads load over them.
+* Every deployment has an explicit ``model_info.id`` that says what it is
+  (``cheap/llama3.2:1b@gpu-a``: alias, model, Ollama host). LiteLLM keys its
+  cooldowns, failure counters and metrics by that id; without one it hashes
+  the deployment's parameters, which no person can read in an alert and
+  which changes with any parameter.
 """
 
 from __future__ import annotations
@@ -74,6 +79,14 @@ def _deployment(
     if entry.get("context_window"):
         info["max_input_tokens"] = int(entry["context_window"])
     return {"model_name": public_name, "litellm_params": params, "model_info": info}
+
+
+def _deployment_id(public_name: str, entry: Mapping[str, Any]) -> str:
+    """`alias/model@host`: the alias only when it is not the model's own name, the
+    host only for an Ollama model (a cloud model is one deployment per alias)."""
+    name = str(entry["name"])
+    base = name if public_name == name else f"{public_name}/{name}"
+    return f"{base}@{entry['_host']}" if entry.get("_host") else base
 
 
 OLLAMA_MODEL_FIELDS = ("tier", "mode", "context_window")
@@ -171,11 +184,11 @@ def litellm_proxy_config(
     deployment_defaults = settings.get("deployment_defaults", {})
     model_list: list[dict[str, Any]] = []
     for entry in entries:
-        model_list.append(
-            _deployment(
-                entry["name"], entry, entry["_api_base"], entry["_key_env"], deployment_defaults
-            )
+        deployment = _deployment(
+            entry["name"], entry, entry["_api_base"], entry["_key_env"], deployment_defaults
         )
+        deployment["model_info"]["id"] = _deployment_id(entry["name"], entry)
+        model_list.append(deployment)
     for tier in tiers:
         members = [e for e in entries if e.get("tier") == tier]
         prices = sorted({_price(e) for e in members})
@@ -185,6 +198,7 @@ def litellm_proxy_config(
             )
             deployment["litellm_params"]["order"] = prices.index(_price(entry)) + 1
             deployment["model_info"]["gateway_serves"] = entry["name"]
+            deployment["model_info"]["id"] = _deployment_id(tier, entry)
             model_list.append(deployment)
 
     available = {d["model_name"] for d in model_list}
@@ -237,7 +251,7 @@ def _auto_router(auto: Mapping[str, Any], tiers: list[str], available: set[str])
             "model": "auto_router/complexity_router",
             "complexity_router_config": {"tiers": mapping},
         },
-        "model_info": {"gateway_tier": "auto"},
+        "model_info": {"id": str(auto["name"]), "gateway_tier": "auto"},
     }
 
 

@@ -143,6 +143,23 @@ def test_model_name_may_not_shadow_a_tier() -> None:
         build(models=[{**MODELS[0], "name": "cheap"}])
 
 
+def test_every_deployment_has_an_id_that_says_what_it_is() -> None:
+    ids = [d["model_info"]["id"] for d in build()["model_list"]]
+    assert len(ids) == len(set(ids)), ids
+    assert {
+        "mini",
+        "llama3.2:1b@gpu-a",
+        "llama3.2:1b@gpu-b",
+        "cheap/mini",
+        "cheap/llama3.2:1b@gpu-a",
+        "cheap/llama3.2:1b@gpu-b",
+        "balanced/haiku",
+        "smart/sonnet",
+    } <= set(ids)
+    # The same inventory gives the same ids on every gateway and every run.
+    assert ids == [d["model_info"]["id"] for d in build()["model_list"]]
+
+
 def test_litellm_itself_accepts_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pinned LiteLLM builds a router from the rendered model list (it rejects, for
     example, model_info keys it reserves, such as `tier`)."""
@@ -159,6 +176,13 @@ def test_litellm_itself_accepts_the_config(monkeypatch: pytest.MonkeyPatch) -> N
     deployments = router.get_model_list(model_name="cheap") or []
     assert len(deployments) == 3
     assert sorted(d["litellm_params"]["order"] for d in deployments) == [1, 1, 2]
+    # The router counts each deployment under the id the config gave it.
+    assert router.get_deployment(model_id="cheap/llama3.2:1b@gpu-a") is not None
+    assert sorted(d["model_info"]["id"] for d in deployments) == [
+        "cheap/llama3.2:1b@gpu-a",
+        "cheap/llama3.2:1b@gpu-b",
+        "cheap/mini",
+    ]
 
 
 def test_a_model_is_routed_only_to_the_hosts_that_serve_it() -> None:

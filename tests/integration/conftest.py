@@ -59,6 +59,22 @@ def endpoints(lab: dict[str, str]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def background(request: pytest.FixtureRequest, lab: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Work that takes minutes on a host of its own, started as the session starts, so
+    that the other tests run meanwhile: each selected module's `start_in_background(lab)`,
+    by module name. The module's tests wait for what it returns; `close()` at the end."""
+    modules = dict.fromkeys(getattr(item, "module", None) for item in request.session.items)
+    jobs = {
+        module.__name__: module.start_in_background(lab)
+        for module in modules
+        if hasattr(module, "start_in_background")
+    }
+    yield jobs
+    for job in jobs.values():
+        job.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def trust_gateway_ca(lab: dict[str, str], endpoints: dict[str, Any]) -> Path:
     """Trust the CA the gateway role created (the gateway's endpoint is HTTPS), for
     requests (REQUESTS_CA_BUNDLE) and the SDKs' httpx (SSL_CERT_FILE)."""

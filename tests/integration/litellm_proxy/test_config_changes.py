@@ -108,11 +108,13 @@ CANNOT_START = {
     ),
     # A setting LiteLLM's loader accepts and its start refuses: LiteLLM 1.108
     # will not start with a publicly known master key in its config
-    # (litellm/proxy/auth/master_key_boot_check.py).
+    # (litellm/proxy/auth/master_key_boot_check.py). The play waits the whole
+    # timeout, then reads the log: long enough for LiteLLM to get that far
+    # while the first-deploy test's host is busy beside it.
     "refused-at-start": (
         {
             "litellm_proxy_general_settings": {"master_key": "sk-1234"},
-            "litellm_proxy_ready_timeout": 40,
+            "litellm_proxy_ready_timeout": 60,
         },
         [
             "LiteLLM proxy refused to start",

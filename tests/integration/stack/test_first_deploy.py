@@ -15,6 +15,11 @@ and the Ollama server (the stand-in archive on the lab's mirror: the
 documented `ollama_host_archive_*` settings). Lab only: Grafana is off (no
 registry or package here carries it), and the host gets the Docker drop-in
 every lab host needs (ENVIRONMENT: nested Docker and IPv6).
+
+The host is made and deployed twice in a thread started when the session
+starts (`start_in_background`, called by tests/integration/conftest.py): that
+takes minutes on a host no other test touches, and the lab's other tests run
+meanwhile. The tests below wait for it, then check what it did.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,8 +71,9 @@ def save_as(archive: Path, image: str, *names: str) -> Path:
     return archive
 
 
-@pytest.fixture(scope="module")
-def fresh_host(lab: dict[str, str]) -> Iterator[str]:
+def make_fresh_host(lab: dict[str, str]) -> None:
+    """A Debian host that no playbook has touched, holding a clone and the offline
+    settings; removed by FirstDeploy.close."""
     docker("rm", "-f", NAME)
     created = docker(
         "run", "-d", "--name", NAME, "--hostname", "allinone", "--cgroupns", "host",
@@ -78,83 +85,129 @@ def fresh_host(lab: dict[str, str]) -> Iterator[str]:
         lab["LAB_HOST_IMAGE"], "/lib/systemd/systemd",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
-    try:
-        deadline = time.monotonic() + 120
-        while docker("exec", NAME, "systemctl", "is-system-running").stdout.strip() not in (
-            "running",
-            "degraded",
-        ):
-            assert time.monotonic() < deadline, "systemd did not finish booting on the fresh host"
-            time.sleep(1)
-        # The lab's hosts are containers: nested Docker needs this (never a real host).
-        dropin = "[Service]\nEnvironment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1\n"
-        docker("exec", NAME, "mkdir", "-p", "/etc/systemd/system/docker.service.d", CLONE, IMAGES)
-        dropin_file = "/etc/systemd/system/docker.service.d/lab.conf"
-        docker("exec", "-i", NAME, "sh", "-c", f"cat > {dropin_file}", input=dropin)
-        # A clone: the files git has (a fresh clone has nothing else).
-        files = subprocess.run(
-            ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-        ).stdout
-        tar = subprocess.Popen(
-            ["tar", "-C", str(REPO), "--null", "-T", "-", "-cf", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
-        untar = subprocess.Popen(
-            ["docker", "exec", "-i", NAME, "tar", "-C", CLONE, "-xf", "-"], stdin=tar.stdout
-        )
-        assert tar.stdin is not None
-        tar.stdin.write(files)
-        tar.stdin.close()
-        assert untar.wait(timeout=300) == 0 and tar.wait(timeout=300) == 0
-        # HTTPS to PyPI from a container needs the machine's CA bundle (pip's PIP_CERT).
-        docker("cp", "/etc/ssl/certs/ca-certificates.crt", f"{NAME}:/root/ca-bundle.crt")
-        archives = {
-            "litellm": save_as(
-                Path(lab["LAB_LITELLM_ARCHIVE"]).with_name("allinone-litellm.tar"),
-                lab["LAB_LITELLM_IMAGE"],
-                DEFAULTS["litellm_proxy"]["litellm_proxy_image"].replace(
-                    "{{ litellm_proxy_version }}",
-                    DEFAULTS["litellm_proxy"]["litellm_proxy_version"],
-                ),
+    deadline = time.monotonic() + 120
+    while docker("exec", NAME, "systemctl", "is-system-running").stdout.strip() not in (
+        "running",
+        "degraded",
+    ):
+        assert time.monotonic() < deadline, "systemd did not finish booting on the fresh host"
+        time.sleep(1)
+    # The lab's hosts are containers: nested Docker needs this (never a real host).
+    dropin = "[Service]\nEnvironment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1\n"
+    docker("exec", NAME, "mkdir", "-p", "/etc/systemd/system/docker.service.d", CLONE, IMAGES)
+    dropin_file = "/etc/systemd/system/docker.service.d/lab.conf"
+    docker("exec", "-i", NAME, "sh", "-c", f"cat > {dropin_file}", input=dropin)
+    # A clone: the files git has (a fresh clone has nothing else).
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    tar = subprocess.Popen(
+        ["tar", "-C", str(REPO), "--null", "-T", "-", "-cf", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    untar = subprocess.Popen(
+        ["docker", "exec", "-i", NAME, "tar", "-C", CLONE, "-xf", "-"], stdin=tar.stdout
+    )
+    assert tar.stdin is not None
+    tar.stdin.write(files)
+    tar.stdin.close()
+    assert untar.wait(timeout=300) == 0 and tar.wait(timeout=300) == 0
+    # HTTPS to PyPI from a container needs the machine's CA bundle (pip's PIP_CERT).
+    docker("cp", "/etc/ssl/certs/ca-certificates.crt", f"{NAME}:/root/ca-bundle.crt")
+    archives = {
+        "litellm": save_as(
+            Path(lab["LAB_LITELLM_ARCHIVE"]).with_name("allinone-litellm.tar"),
+            lab["LAB_LITELLM_IMAGE"],
+            DEFAULTS["litellm_proxy"]["litellm_proxy_image"].replace(
+                "{{ litellm_proxy_version }}",
+                DEFAULTS["litellm_proxy"]["litellm_proxy_version"],
             ),
-            "postgres": save_as(
-                Path(lab["LAB_POSTGRES_ARCHIVE"]).with_name("allinone-postgres.tar"),
-                lab["LAB_POSTGRES_IMAGE"],
-                DEFAULTS["litellm_proxy"]["litellm_proxy_postgres_image"],
-            ),
-            "prometheus": save_as(
-                Path(lab["LAB_PROMETHEUS_ARCHIVE"]).with_name("allinone-prometheus.tar"),
-                lab["LAB_PROMETHEUS_IMAGE"],
-                DEFAULTS["monitoring"]["monitoring_prometheus_image"],
-                DEFAULTS["monitoring"]["monitoring_alertmanager_image"],
-            ),
-        }
-        for name, archive in archives.items():
-            copied = docker("cp", str(archive), f"{NAME}:{IMAGES}/{name}.tar", timeout=900)
-            assert copied.returncode == 0, copied.stderr
-        offline = {
-            "litellm_proxy_image_archive": f"{IMAGES}/litellm.tar",
-            "litellm_proxy_postgres_image_archive": f"{IMAGES}/postgres.tar",
-            "monitoring_prometheus_image_archive": f"{IMAGES}/prometheus.tar",
-            "monitoring_alertmanager_image_archive": f"{IMAGES}/prometheus.tar",
-            "ollama_host_archive_url": "http://172.30.77.13:8081/ollama-linux-amd64.tar.zst",
-            "ollama_host_archive_checksum": "sha256:http://172.30.77.13:8081/sha256sum.txt",
-            # Lab only: no registry or package here carries Grafana's server.
-            "monitoring_grafana_enabled": False,
-        }
-        docker("exec", "-i", NAME, "sh", "-c", "cat > /root/offline.yml",
-               input=yaml.safe_dump(offline))  # fmt: skip
-        yield NAME
-    finally:
-        docker("rm", "-f", NAME, timeout=300)
+        ),
+        "postgres": save_as(
+            Path(lab["LAB_POSTGRES_ARCHIVE"]).with_name("allinone-postgres.tar"),
+            lab["LAB_POSTGRES_IMAGE"],
+            DEFAULTS["litellm_proxy"]["litellm_proxy_postgres_image"],
+        ),
+        "prometheus": save_as(
+            Path(lab["LAB_PROMETHEUS_ARCHIVE"]).with_name("allinone-prometheus.tar"),
+            lab["LAB_PROMETHEUS_IMAGE"],
+            DEFAULTS["monitoring"]["monitoring_prometheus_image"],
+            DEFAULTS["monitoring"]["monitoring_alertmanager_image"],
+        ),
+    }
+    for name, archive in archives.items():
+        copied = docker("cp", str(archive), f"{NAME}:{IMAGES}/{name}.tar", timeout=900)
+        assert copied.returncode == 0, copied.stderr
+    offline = {
+        "litellm_proxy_image_archive": f"{IMAGES}/litellm.tar",
+        "litellm_proxy_postgres_image_archive": f"{IMAGES}/postgres.tar",
+        "monitoring_prometheus_image_archive": f"{IMAGES}/prometheus.tar",
+        "monitoring_alertmanager_image_archive": f"{IMAGES}/prometheus.tar",
+        "ollama_host_archive_url": "http://172.30.77.13:8081/ollama-linux-amd64.tar.zst",
+        "ollama_host_archive_checksum": "sha256:http://172.30.77.13:8081/sha256sum.txt",
+        # Lab only: no registry or package here carries Grafana's server.
+        "monitoring_grafana_enabled": False,
+    }
+    docker("exec", "-i", NAME, "sh", "-c", "cat > /root/offline.yml",
+           input=yaml.safe_dump(offline))  # fmt: skip
 
 
 DEPLOY = "PIP_CERT=/root/ca-bundle.crt python3 scripts/deploy.py -e @/root/offline.yml"
 
 
+class FirstDeploy:
+    """The fresh host made, then the README's first command run on it twice."""
+
+    def __init__(self, lab: dict[str, str]) -> None:
+        self.first: subprocess.CompletedProcess[str] | None = None
+        self.second: subprocess.CompletedProcess[str] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(lab,), name=NAME, daemon=True)
+        self._thread.start()
+
+    def _run(self, lab: dict[str, str]) -> None:
+        try:
+            make_fresh_host(lab)
+            self.first = inside(DEPLOY, timeout=2400)
+            if self.first.returncode == 0:
+                self.second = inside(DEPLOY, timeout=1800)
+        except BaseException as error:  # raised again in the tests (wait)
+            self._error = error
+
+    def wait(self) -> FirstDeploy:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def close(self) -> None:
+        # Removing the host also ends a deploy still running in it.
+        docker("rm", "-f", NAME, timeout=300)
+        self._thread.join(timeout=120)
+
+
+def start_in_background(lab: dict[str, str]) -> FirstDeploy:
+    return FirstDeploy(lab)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_removed_after_the_tests(background: dict[str, FirstDeploy]) -> Iterator[None]:
+    yield
+    background[__name__].close()
+
+
 @pytest.fixture(scope="module")
-def first_deploy(fresh_host: str) -> subprocess.CompletedProcess[str]:
-    return inside(DEPLOY, timeout=2400)
+def first_deploy(background: dict[str, FirstDeploy]) -> subprocess.CompletedProcess[str]:
+    deployed = background[__name__].wait()
+    assert deployed.first is not None
+    return deployed.first
+
+
+@pytest.fixture(scope="module")
+def second_deploy(background: dict[str, FirstDeploy]) -> subprocess.CompletedProcess[str]:
+    deployed = background[__name__].wait()
+    assert deployed.second is not None, "the first deploy failed: no second run"
+    return deployed.second
 
 
 def test_the_readmes_first_command_deploys_the_stack(
@@ -210,8 +263,7 @@ def test_the_key_the_readme_reads_gets_a_completion(
     )
 
 
-def test_a_second_run_changes_nothing(first_deploy: subprocess.CompletedProcess[str]) -> None:
-    assert first_deploy.returncode == 0
-    again = inside(DEPLOY, timeout=1800)
+def test_a_second_run_changes_nothing(second_deploy: subprocess.CompletedProcess[str]) -> None:
+    again = second_deploy
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     assert changed_hosts(again.stdout) == {}, shlex.quote(again.stdout[-3000:])

@@ -8,7 +8,8 @@ Real: ansible-playbook with site.yml against the lab's inventory plus one more O
 host at an address where nothing answers, the gateway it deploys, its router. Stand-in:
 the Ollama that does answer, and the cloud APIs (the provider emulator).
 
-This module runs last (its name sorts last): it changes the whole stack for a while.
+It changes the whole stack for a while, so it runs last of the Ollama host's tests
+(its name sorts last there) and puts the stack back before it ends.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -51,23 +50,14 @@ def prepare() -> dict[str, str]:
     """Engine, images and archives; returns the LAB_* variables for Molecule."""
     engine.ensure_engine()
     host = images.host_image()
+    bookworm = images.host_image("bookworm")
+    litellm = images.service_image("litellm", host, {"LITELLM_VERSION": litellm_version()})
+    postgres = images.service_image("postgres", host, {})
+    prometheus = images.service_image("prometheus", host, {})
     from tests.lab.ollama_archive import build_archive
 
     archive_dir = images.cache_dir() / f"ollama-standin-{ollama_version()}"
-    # What is built on the Debian 13 host image, and the Debian 12 one, do not
-    # need each other: built side by side, a fresh machine waits for the
-    # longest, not for the sum (each is mostly downloads).
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="llmlab-image") as pool:
-        bookworm_job = pool.submit(images.host_image, "bookworm")
-        litellm_job = pool.submit(
-            images.service_image, "litellm", host, {"LITELLM_VERSION": litellm_version()}
-        )
-        postgres_job = pool.submit(images.service_image, "postgres", host, {})
-        prometheus = images.service_image("prometheus", host, {})
-        build_archive(archive_dir, ollama_version())
-        bookworm = bookworm_job.result()
-        litellm = litellm_job.result()
-        postgres = postgres_job.result()
+    build_archive(archive_dir, ollama_version())
     env = {
         "LAB_HOST_IMAGE": host,
         "LAB_BOOKWORM_IMAGE": bookworm,

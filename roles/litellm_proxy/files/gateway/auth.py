@@ -147,9 +147,11 @@ def _task_key_max_ttl() -> float:
     rather than keep a second copy of the role's default here.
     """
     try:
-        return max(float(os.environ.get("GATEWAY_TASK_KEY_MAX_TTL") or 0), 0.0)
+        seconds = float(os.environ.get("GATEWAY_TASK_KEY_MAX_TTL") or 0)
     except ValueError:
         return 0.0
+    # nan compares false with everything and inf caps nothing: neither is a limit.
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 async def _app_auth(request: Request, app: App, task: str | None = None) -> UserAPIKeyAuth:

@@ -253,7 +253,7 @@ def test_the_gateways_longest_life_of_a_task_key_is_its_setting(
 
 
 @pytest.mark.usefixtures("keys")
-@pytest.mark.parametrize("setting", ["", "soon", "-5"])
+@pytest.mark.parametrize("setting", ["", "soon", "-5", "nan", "inf"])
 def test_without_a_valid_longest_life_no_task_key_is_current(
     monkeypatch: pytest.MonkeyPatch, setting: str
 ) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from gateway import auth, taskkeys
 from gateway.ratelimit import FileWindow, MemoryWindow
 from litellm.proxy._types import LitellmUserRoles, ProxyException
+
+from tests.support.role_render import RoleVars, render_template
 
 
 def _request(path: str, body: dict | None = None) -> Any:
@@ -37,12 +39,27 @@ def _request(path: str, body: dict | None = None) -> Any:
 
 
 MASTER = "sk-master-" + "m" * 30
-# What litellm.env.j2 hands the gateway for the role's default.
-ROLE = Path(__file__).resolve().parents[4] / "roles/litellm_proxy"
-DEFAULT_MAX_TTL = (
-    yaml.safe_load((ROLE / "defaults/main.yml").read_text())["litellm_proxy_task_key_max_ttl_hours"]
-    * 3600
-)
+
+
+@functools.cache
+def _rendered_env(name: str) -> str:
+    """What the role's litellm.env.j2 hands the gateway for `name`, with its defaults."""
+    role = RoleVars(
+        "litellm_proxy",
+        {"inventory_hostname": "gw"},
+        {
+            "litellm_proxy_master_key": MASTER,
+            "litellm_proxy_apps": {"home-assistant": {}},
+            "_litellm_proxy_app_table": {},
+            "__litellm_proxy_enabled_providers": [],
+            "litellm_proxy_postgres_enabled": False,
+        },
+    )
+    lines = render_template("litellm_proxy", "litellm.env.j2", role).splitlines()
+    (value,) = [line.partition("=")[2] for line in lines if line.startswith(f"{name}=")]
+    return value
+
+
 METRICS = "sk-metrics-" + "x" * 30
 HA_KEY = "sk-ha-" + "h" * 30
 
@@ -51,7 +68,7 @@ HA_KEY = "sk-ha-" + "h" * 30
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITELLM_MASTER_KEY", MASTER)
     monkeypatch.setenv("GATEWAY_METRICS_KEY", METRICS)
-    monkeypatch.setenv("GATEWAY_TASK_KEY_MAX_TTL", str(DEFAULT_MAX_TTL))
+    monkeypatch.setenv("GATEWAY_TASK_KEY_MAX_TTL", _rendered_env("GATEWAY_TASK_KEY_MAX_TTL"))
     table = {"home-assistant": {"key": HA_KEY, "models": ["cheap"], "rpm": 2}}
     monkeypatch.setenv("GATEWAY_APP_KEYS", base64.b64encode(json.dumps(table).encode()).decode())
     monkeypatch.setattr(auth, "_APPS", None)

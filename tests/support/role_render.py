@@ -19,6 +19,7 @@ import jinja2
 import jinja2.nativetypes
 import yaml
 from ansible.plugins.filter.core import FilterModule as AnsibleCoreFilters
+from ansible.plugins.test.core import TestModule as AnsibleCoreTests
 from jinja2.nativetypes import native_concat
 
 from tests.support.loader import REPO, load
@@ -88,6 +89,7 @@ def with_filters(role: str, env: jinja2.Environment) -> jinja2.Environment:
     # does the same job for the ones here.
     core = {k: v for k, v in AnsibleCoreFilters().filters().items() if k not in ("default", "d")}
     env.filters.update(core)
+    env.tests.update(AnsibleCoreTests().tests())  # search, match, ...
     env.filters.update(SHARED_FILTERS.FilterModule().filters())
     own = role_filters(role)
     if own is not None:

@@ -30,6 +30,7 @@ PUBLISHED = {
     "ollama_host": {"ollama_host_endpoint"},
     "litellm_proxy": {"litellm_proxy_endpoint"},
     "node_exporter": {"node_exporter_endpoint"},
+    "gateway_state": {"gateway_state_endpoint"},
 }
 
 
@@ -47,6 +48,7 @@ def test_every_role_of_the_design_exists() -> None:
         "common",
         "local_tls",
         "taskmaster_client",
+        "gateway_state",
     } <= set(ROLES)
 
 

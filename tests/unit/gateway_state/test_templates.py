@@ -1,0 +1,70 @@
+"""What the gateway_state role writes (its Redis config and firewall) and
+publishes (gateway_state_endpoint), from the role's own variables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from tests.support.role_render import RoleVars, render_template
+
+PASSWORD = "unit-test-state-password-not-a-secret"
+
+
+def role(host: str = "gw1", **overrides: Any) -> RoleVars:
+    inventory = {
+        "gw1": {"ansible_host": "10.0.0.10"},
+        "gw2": {"ansible_host": "10.0.0.11"},
+        "state": {"ansible_host": "10.0.0.30"},
+    }
+    base = {
+        "inventory_hostname": host,
+        "ansible_facts": {"default_ipv4": {"address": inventory[host]["ansible_host"]}},
+        "ansible_host": inventory[host]["ansible_host"],
+        "groups": {"gateway": ["gw1", "gw2"], "gateway_state": [host]},
+        "gateway_state_password": PASSWORD,
+    }
+    variables = RoleVars("gateway_state", base, overrides)
+    variables._raw["hostvars"] = {  # the other hosts as the play sees them
+        name: ({"ansible_host": info["ansible_host"]} if name != host else variables)
+        for name, info in inventory.items()
+    }
+    return variables
+
+
+def rules(variables: RoleVars) -> list[str]:
+    text = render_template("gateway_state", "gateway_state.nft.j2", variables)
+    return [line.strip() for line in text.splitlines() if "dport" in line]
+
+
+def test_redis_listens_on_loopback_and_the_lan_with_a_password_and_writes_nothing() -> None:
+    config = render_template("gateway_state", "redis.conf.j2", role()).splitlines()
+    assert "bind 127.0.0.1 10.0.0.10" in config
+    assert f"requirepass {PASSWORD}" in config
+    assert 'save ""' in config
+    assert "appendonly no" in config
+    assert "protected-mode yes" in config
+
+
+def test_only_the_gateways_and_this_hosts_containers_pass_the_firewall() -> None:
+    on_a_gateway = rules(role("gw1"))
+    assert 'iifname "lo" tcp dport 6379 accept' in on_a_gateway
+    assert 'iifname "docker0" tcp dport 6379 accept' in on_a_gateway
+    assert "ip saddr { 10.0.0.10, 10.0.0.11 } tcp dport 6379 accept" in on_a_gateway
+    assert on_a_gateway[-1] == "tcp dport 6379 counter drop"
+    # A state host that is no gateway lets no container in, and the extra sources.
+    apart = rules(role("state", gateway_state_allowed_sources=["192.168.1.0/24", "fd00::7"]))
+    assert not [line for line in apart if "docker0" in line or "br-" in line]
+    assert "ip saddr { 10.0.0.10, 10.0.0.11, 192.168.1.0/24 } tcp dport 6379 accept" in apart
+    assert "ip6 saddr { fd00::7 } tcp dport 6379 accept" in apart
+
+
+def test_a_source_that_is_no_address_is_refused_naming_it() -> None:
+    with pytest.raises(AnsibleFilterError, match="not-an-address"):
+        role(gateway_state_allowed_sources=["not-an-address"])["_gateway_state_sources"]
+
+
+def test_the_gateways_are_given_the_lan_address() -> None:
+    assert role()["gateway_state_bind_address"] == "10.0.0.10"

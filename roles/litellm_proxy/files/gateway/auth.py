@@ -31,7 +31,8 @@ from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
 from gateway import taskkeys
-from gateway.ratelimit import FileWindow, MemoryWindow, window_for
+from gateway.ratelimit import FileWindow, MemoryWindow, SharedWindow, window_for
+from gateway.state import shared_state
 from gateway.tasks import TASK_ID, TASK_TAG
 
 LOG = logging.getLogger("gateway_hooks")
@@ -91,14 +92,17 @@ class App:
         self.models = models
         self.rpm = rpm
         self.signing_key = taskkeys.signing_key(key)
-        self.window: MemoryWindow | FileWindow = window_for(name)
+        self.window: SharedWindow | MemoryWindow | FileWindow = window_for(name)
 
-    def retry_after(self, now: float) -> int:
+    async def retry_after(self, now: float) -> int:
         """0 if a request may go now (and it is counted), else whole seconds until one may."""
         if self.rpm <= 0:
             return 0
         try:
-            oldest = self.window.admit(now, self.rpm)
+            if isinstance(self.window, SharedWindow):
+                oldest = await self.window.admit(now, self.rpm)
+            else:
+                oldest = self.window.admit(now, self.rpm)
         except OSError as error:  # a broken state folder must not refuse everybody
             LOG.error("rate window of %s unusable (%s): counting in this process", self.name, error)
             self.window = MemoryWindow()
@@ -181,7 +185,7 @@ async def _app_auth(request: Request, app: App, task: str | None = None) -> User
             other = [t for t in _client_tasks(request, body) if not taskkeys.within(task, t)]
             if other:
                 raise _refuse(403, f"this key is for task {task}, not task {other[0]}")
-    wait = app.retry_after(time.monotonic())
+    wait = await app.retry_after(time.monotonic())
     if wait:
         raise ProxyException(
             message=f"{app.name} is over its limit of {app.rpm} requests per minute",
@@ -214,6 +218,9 @@ async def _task_key_auth(request: Request, presented: str) -> UserAPIKeyAuth:
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     """Master key: everything. Metrics key: /metrics. App keys: their aliases, their rate."""
+    state = shared_state()
+    if state is not None:
+        state.watch()  # keeps gateway_state_up current in this worker
     presented = _presented_key(api_key)
     master = os.environ.get("LITELLM_MASTER_KEY")
     if _same(presented, master):

@@ -1,8 +1,11 @@
 """The applications' rate windows: the start times of the last minute's requests.
 
-Rate limits are counted per gateway host: with GATEWAY_STATE_DIR set (a tmpfs
-the role mounts) the proxy's worker processes share one window per application
-there, under a file lock; without it each process counts on its own.
+With the house's shared state (:mod:`gateway.state`) every worker of every
+gateway counts an application in one window in Redis (:class:`SharedWindow`),
+and while Redis is away each host counts on its own. The host's own window:
+with GATEWAY_STATE_DIR set (a tmpfs the role mounts) the proxy's worker
+processes share one window per application there, under a file lock; without
+it each process counts on its own.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import hashlib
 import logging
 import os
 import struct
+import uuid
 from collections import deque
 from pathlib import Path
+
+from gateway.state import SharedState, shared_state
 
 LOG = logging.getLogger("gateway_hooks")
 
@@ -63,8 +69,61 @@ class FileWindow:
             os.close(fd)  # releases the lock
 
 
-def window_for(name: str) -> MemoryWindow | FileWindow:
-    """The window of application `name`: shared through GATEWAY_STATE_DIR if it is usable."""
+# One atomic step in Redis, on Redis' own clock (the gateways' clocks differ):
+# drop the starts older than a minute, then admit and record this one, or
+# return how long ago the oldest start in the window was.
+ADMIT_SCRIPT = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('EXPIRE', KEYS[1], 61)
+  return ''
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(now - tonumber(oldest[2]))
+"""
+
+
+class SharedWindow:
+    """The window of one application in the shared state, for every gateway.
+
+    While Redis is away (or a call to it fails) requests are counted in the
+    host's own window instead, so the limit then holds per gateway host."""
+
+    def __init__(self, name: str, state: SharedState, local: MemoryWindow | FileWindow) -> None:
+        self.key = "gateway:rate:" + hashlib.sha256(name.encode()).hexdigest()[:32]
+        self.state = state
+        self.local = local
+        self._script = state.client.register_script(ADMIT_SCRIPT)
+
+    async def admit(self, now: float, limit: int) -> float | None:
+        if self.state.usable():
+            member = uuid.uuid4().hex
+            try:
+                age = await self.state.call(
+                    lambda: self._script(keys=[self.key], args=[limit, member])
+                )
+            except Exception:  # noted by the state; this host counts meanwhile
+                LOG.debug("shared rate window failed", exc_info=True)
+            else:
+                text = age.decode() if isinstance(age, bytes) else str(age)
+                return None if not text else now - float(text)
+        return self.local.admit(now, limit)
+
+
+def window_for(name: str) -> SharedWindow | MemoryWindow | FileWindow:
+    """The window of application `name`: in the shared state when there is one,
+    else shared by this host's workers through GATEWAY_STATE_DIR if it is usable."""
+    local = host_window_for(name)
+    state = shared_state()
+    return local if state is None else SharedWindow(name, state, local)
+
+
+def host_window_for(name: str) -> MemoryWindow | FileWindow:
+    """The window of application `name` on this host: shared by its workers
+    through GATEWAY_STATE_DIR if it is usable."""
     directory = os.environ.get("GATEWAY_STATE_DIR", "")
     if not directory:
         return MemoryWindow()

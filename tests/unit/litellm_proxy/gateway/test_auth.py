@@ -121,18 +121,18 @@ def test_app_keys_share_the_window_through_the_state_folder(
     first = auth.App("home-assistant", HA_KEY, frozenset(), 2)
     second = auth.App("home-assistant", HA_KEY, frozenset(), 2)  # as another worker has it
     assert isinstance(first.window, FileWindow)
-    assert first.retry_after(500.0) == 0
-    assert second.retry_after(501.0) == 0
-    assert 1 <= second.retry_after(502.0) <= 60
-    assert 1 <= first.retry_after(503.0) <= 60
+    assert asyncio.run(first.retry_after(500.0)) == 0
+    assert asyncio.run(second.retry_after(501.0)) == 0
+    assert 1 <= asyncio.run(second.retry_after(502.0)) <= 60
+    assert 1 <= asyncio.run(first.retry_after(503.0)) <= 60
 
 
 def test_without_a_state_folder_each_process_counts_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GATEWAY_STATE_DIR", raising=False)
     app = auth.App("home-assistant", HA_KEY, frozenset(), 1)
     assert isinstance(app.window, MemoryWindow)
-    assert app.retry_after(10.0) == 0
-    assert app.retry_after(11.0) == 59
+    assert asyncio.run(app.retry_after(10.0)) == 0
+    assert asyncio.run(app.retry_after(11.0)) == 59
 
 
 @pytest.mark.usefixtures("keys")

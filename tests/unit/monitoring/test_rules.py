@@ -50,6 +50,7 @@ ALERTS = {
     "LedgerDatabaseDown",
     "LedgerRowsPilingUp",
     "LedgerRowsQuarantined",
+    "GatewayStateDown",
 }
 
 

@@ -480,6 +480,51 @@ def test_a_stopped_part_fires_its_alert_and_its_return_resolves_it(
         resolves_and_reaches_the_webhook(inbox, name, labels)
 
 
+def test_the_shared_state_stopped_leaves_the_gateway_serving_and_fires_its_alert(
+    prometheus: Prometheus,
+    inbox: AlertInbox,
+    hosts: dict[str, testinfra.host.Host],
+    gateway: requests.Session,
+    gateway_url: str,
+) -> None:
+    """Redis (the shared state, on the first gateway) stops: the gateway keeps
+    answering, gateway_state_up goes to 0 and GatewayStateDown reaches the
+    webhook; Redis starts again and, without a restart of the proxy, the metric
+    goes back to 1 and the alert resolves."""
+    state_host = hosts["gateway"]
+
+    def state_up() -> list[float]:
+        return [float(r["value"][1]) for r in prometheus.query("gateway_state_up")]
+
+    poll(lambda: state_up() == [1.0], 120, "gateway_state_up at 1 before Redis stops")
+    state_host.run_expect([0], "systemctl stop redis-server")
+    stopped = time.monotonic()
+    try:
+        for n in range(5):
+            answer = chat(gateway, gateway_url, "gpt-4o-mini", f"without the state {n}")
+            assert answer.status_code == 200, answer.text[:500]
+        alert, _ = fires_and_reaches_the_webhook(
+            prometheus,
+            inbox,
+            "GatewayStateDown",
+            {"instance": "llmlab-gateway", "severity": "warning"},
+            "monitoring_alert_state_down_for",
+            keep_causing=lambda: chat(gateway, gateway_url, "gpt-4o-mini"),
+        )
+        took = time.monotonic() - stopped
+        assert "cannot reach the gateways' shared state" in alert["annotations"]["summary"]
+        assert state_up() and max(state_up()) == 0.0
+    finally:
+        state_host.run_expect([0], "systemctl start redis-server")
+    print(f"GatewayStateDown reached the webhook {took:.0f}s after Redis stopped")
+    poll(
+        lambda: chat(gateway, gateway_url, "gpt-4o-mini").ok and state_up() == [1.0],
+        120,
+        "gateway_state_up back at 1 once Redis is back",
+    )
+    resolves_and_reaches_the_webhook(inbox, "GatewayStateDown", {"instance": "llmlab-gateway"})
+
+
 def test_a_failing_tier_fires_gateway_error_ratio_high_and_recovery_resolves_it(
     lab: dict[str, str],
     prometheus: Prometheus,

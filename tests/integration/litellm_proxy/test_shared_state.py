@@ -1,0 +1,140 @@
+"""The gateways' shared state: Redis on the state host (the first gateway in
+the lab), reachable only by the gateways, holding LiteLLM's router state and
+the applications' per-minute windows for every worker of every gateway.
+
+Real: Debian's redis-server run by the gateway_state role, its nftables
+table, the gateway's LiteLLM (two workers) and the gateway's own rate
+windows. Stand-in: the cloud APIs (the provider emulator). What Redis being
+away does to serving and to the alerts is in
+tests/integration/monitoring/test_monitoring.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import testinfra
+import yaml
+
+from tests.integration.litellm_proxy.test_security import GOOD, lab_app_key, post
+from tests.support.lab_client import Emulator, answered_by, chat, wait_until
+
+REPO = Path(__file__).resolve().parents[3]
+STATE = yaml.safe_load((REPO / "roles/gateway_state/defaults/main.yml").read_text())
+GATEWAY_LAB = yaml.safe_load((REPO / "molecule/default/group_vars/gateway/lab.yml").read_text())
+STATE_ADDRESS = "172.30.77.10"  # the first gateway (molecule/default/molecule.yml)
+CONNECT = (
+    "python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)'"
+)
+
+
+def redis(host: testinfra.host.Host, password: str, *command: str) -> str:
+    """A redis-cli command on the state host, with the password in the environment."""
+    argv = " ".join(shlex.quote(part) for part in command)
+    result = host.run(
+        f"REDISCLI_AUTH={shlex.quote(password)} redis-cli --no-auth-warning "
+        f"-h {STATE_ADDRESS} -p {STATE['gateway_state_port']} {argv}"
+    )
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def password(lab_vault: dict[str, Any]) -> str:
+    return lab_vault["vault_gateway_state_password"]
+
+
+def test_only_the_gateways_reach_the_shared_state(
+    hosts: dict[str, testinfra.host.Host], password: str
+) -> None:
+    """The state host answers the gateway with the password, refuses it without,
+    and drops every other host of the lab at its firewall."""
+    gateway = hosts["gateway"]
+    assert redis(gateway, password, "ping") == "PONG"
+    anonymous = gateway.run(f"redis-cli -h {STATE_ADDRESS} -p {STATE['gateway_state_port']} ping")
+    assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+    for name in ("providers", "monitoring", "ollama"):
+        probe = hosts[name].run(f"{CONNECT} {STATE_ADDRESS} {STATE['gateway_state_port']}")
+        assert probe.rc != 0, f"{name} reached the shared state"
+        assert "timed out" in probe.stderr, probe.stderr  # dropped, not refused
+    # Nothing of it is ever written to disk.
+    assert redis(gateway, password, "config", "get", "save").split() == ["save"]  # an empty value
+    assert redis(gateway, password, "config", "get", "appendonly").splitlines()[-1] == "no"
+
+
+def test_every_worker_counts_an_app_in_one_window_in_redis(
+    hosts: dict[str, testinfra.host.Host], password: str, gateway_url: str, emulator: Emulator
+) -> None:
+    """lab-app may make 5 requests a minute: of 8 made now (spread over the
+    gateway's workers) exactly 5 are served, and the window in Redis holds 5."""
+    for provider in ("openai", "anthropic", "gemini"):
+        emulator.set(provider, "ok")
+    (app,) = [a for a in GATEWAY_LAB["litellm_proxy_apps"] if a["name"] == "lab-app"]
+    key = "gateway:rate:" + hashlib.sha256(b"lab-app").hexdigest()[:32]
+    redis(hosts["gateway"], password, "del", key)
+    statuses = [post(gateway_url, lab_app_key(), GOOD).status_code for _ in range(8)]
+    assert statuses.count(200) == app["rpm"], statuses
+    assert statuses.count(429) == 8 - app["rpm"], statuses
+    assert int(redis(hosts["gateway"], password, "zcard", key)) == app["rpm"]
+    ttl = int(redis(hosts["gateway"], password, "ttl", key))
+    assert 0 < ttl <= 61
+
+
+def test_a_cooldown_is_shared_by_every_worker_through_redis(
+    hosts: dict[str, testinfra.host.Host],
+    password: str,
+    gateway: requests.Session,
+    gateway_url: str,
+    emulator: Emulator,
+    ollama_emulator: Emulator,
+) -> None:
+    """Ollama fails: LiteLLM cools its deployment of `cheap` down in Redis, under
+    its named id, with its own record of why. Ollama answers again and the
+    cooldown ends; then a cooldown of it is written to Redis from outside, as
+    another gateway's worker would: within a second (how often LiteLLM's workers
+    re-read the cooldowns there) no worker of this gateway sends it a request,
+    though it is healthy: 20 requests reach Ollama 0 times."""
+    for provider in ("openai", "anthropic", "gemini"):
+        emulator.set(provider, "ok")
+    deployment = "cheap/llama3.2:1b@llmlab-ollama"
+    key = f"deployment:{deployment}:cooldown"
+    cooldown = GATEWAY_LAB["litellm_proxy_cooldown_time"]
+    redis(hosts["gateway"], password, "del", key)
+    ollama_emulator.set("ollama", "error")
+
+    def cooled() -> bool:
+        assert chat(gateway, gateway_url, "cheap").status_code == 200
+        return redis(hosts["gateway"], password, "exists", key) == "1"
+
+    wait_until(cooled, 30, "a cooldown of Ollama's deployment in Redis")
+    # LiteLLM writes the record as a Python dict's repr.
+    record = ast.literal_eval(redis(hosts["gateway"], password, "get", key))
+    assert record["status_code"] == "500", record
+    assert record["cooldown_time"] == cooldown
+    assert 0 < int(redis(hosts["gateway"], password, "ttl", key)) <= cooldown
+
+    ollama_emulator.set("ollama", "ok")
+    wait_until(
+        lambda: answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b",
+        cooldown + 60,
+        "`cheap` going back to Ollama once the cooldown is over",
+    )
+    written = {
+        "exception_received": "written by another gateway",
+        "status_code": "503",
+        "timestamp": time.time(),
+        "cooldown_time": cooldown,
+    }
+    redis(hosts["gateway"], password, "set", key, repr(written), "ex", str(cooldown))
+    time.sleep(1.5)  # DEFAULT_COOLDOWN_REDIS_READ_INTERVAL_SECONDS in LiteLLM, and margin
+    ollama_emulator.clear()
+    statuses = [chat(gateway, gateway_url, "cheap").status_code for _ in range(20)]
+    assert statuses == [200] * 20
+    assert ollama_emulator.model_calls("ollama") == []

@@ -7,7 +7,9 @@
    kept in ~/.config/llm-gateway/vault-password (mode 0600). The vault file is
    git-ignored and mode 0600. Cloud keys stay empty until you add them with
    `ansible-vault edit group_vars/all/vault.yml`; the gateway still comes up
-   and serves the Ollama models.
+   and serves the Ollama models. On later runs, a secret that a newer
+   release added to the example (say, the shared state's password) and that
+   the vault lacks is generated and added the same way, the rest untouched.
 3. Runs `ansible-playbook site.yml` with the inventory from ansible.cfg (the
    all-in-one `inventory/local`), passing on any extra arguments, e.g.
    `python3 scripts/deploy.py -i inventory/homelab/hosts.yml --check`.
@@ -52,18 +54,18 @@ def ensure_password_file() -> None:
     _say(f"created the vault password file {PASSWORD_FILE} (mode 0600)")
 
 
-def ensure_vault(bin_dir: Path) -> None:
-    """First run: a vault with a generated master key and
-    database password, encrypted, mode 0600."""
-    if VAULT.exists():
-        return
-    ensure_password_file()
-    # Every placeholder gets its own fresh value; "sk-" ones stay API-key shaped.
-    text = re.sub(
-        r'"(sk-)?CHANGE-ME[^"]*"',
-        lambda m: f'"{m.group(1) or ""}{secrets.token_urlsafe(32 if m.group(1) else 24)}"',
-        VAULT_EXAMPLE.read_text(),
-    )
+PLACEHOLDER = r'"(sk-)?CHANGE-ME[^"]*"'
+
+
+def _generated(match: re.Match[str]) -> str:
+    """A fresh value for one placeholder; "sk-" ones stay API-key shaped."""
+    return f'"{match.group(1) or ""}{secrets.token_urlsafe(32 if match.group(1) else 24)}"'
+
+
+def _encrypt(bin_dir: Path, text: str) -> None:
+    """Write `text` to the vault, encrypted, mode 0600; the old vault is replaced
+    only once the new one is whole."""
+    sealed = VAULT.with_name(VAULT.name + ".new")
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "vault.yml"
         plain.touch(mode=0o600)
@@ -77,13 +79,56 @@ def ensure_vault(bin_dir: Path) -> None:
                 "--encrypt-vault-id",
                 VAULT_ID,
                 "--output",
-                str(VAULT),
+                str(sealed),
                 str(plain),
             ],
             check=True,
             cwd=REPO,
         )
-    VAULT.chmod(0o600)
+    sealed.chmod(0o600)
+    sealed.replace(VAULT)
+
+
+def missing_placeholders(vault_text: str, example_text: str) -> list[str]:
+    """The example's top-level `name: "CHANGE-ME..."` lines whose name the vault lacks."""
+    present = set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*):", vault_text, flags=re.MULTILINE))
+    return [
+        line
+        for line in example_text.splitlines()
+        if (m := re.match(rf"^([A-Za-z_][A-Za-z0-9_]*): {PLACEHOLDER}\s*$", line))
+        and m.group(1) not in present
+    ]
+
+
+def add_new_secrets(bin_dir: Path) -> None:
+    """Later runs: generate the secrets a newer release added to the example."""
+    if not (VAULT.is_file() and PASSWORD_FILE.is_file()):
+        return
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([(VAULT_ID, VaultSecret(PASSWORD_FILE.read_bytes().strip()))])
+    try:
+        text = vault.decrypt(VAULT.read_bytes()).decode()
+    except Exception:  # a vault of the user's own password: theirs to edit
+        _say(f"{VAULT.relative_to(REPO)} is not under {PASSWORD_FILE}; new secrets not added")
+        return
+    lines = missing_placeholders(text, VAULT_EXAMPLE.read_text())
+    if not lines:
+        return
+    added = [re.sub(PLACEHOLDER, _generated, line) for line in lines]
+    note = "\n\n# Added by scripts/deploy.py for a newer release:\n"
+    _encrypt(bin_dir, text.rstrip("\n") + note + "\n".join(added) + "\n")
+    names = ", ".join(line.split(":", 1)[0] for line in lines)
+    _say(f"added {names} to {VAULT.relative_to(REPO)}, generated (encrypted, mode 0600)")
+
+
+def ensure_vault(bin_dir: Path) -> None:
+    """First run: a vault with a generated master key and
+    database password, encrypted, mode 0600."""
+    if VAULT.exists():
+        return
+    ensure_password_file()
+    _encrypt(bin_dir, re.sub(PLACEHOLDER, _generated, VAULT_EXAMPLE.read_text()))
     _say(f"created {VAULT.relative_to(REPO)} with a new master key (encrypted, mode 0600)")
     _say("read it with: python3 scripts/ansible.py vault view group_vars/all/vault.yml")
 
@@ -92,6 +137,7 @@ def main() -> int:
     reexec_in_venv(REPO / "requirements.txt")
     bin_dir = Path(sys.executable).parent
     ensure_vault(bin_dir)
+    add_new_secrets(bin_dir)
     argv = [str(bin_dir / "ansible-playbook"), "site.yml", *vault_id_args(sys.argv[1:])]
     argv += sys.argv[1:]
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -98,3 +98,45 @@ def test_the_readmes_line_reads_the_house_key_out_of_a_generated_vault(
     assert read.returncode == 0, read.stderr
     key = read.stdout.strip()
     assert key.startswith("sk-") and len(key) >= 32, (read.stdout, read.stderr)
+
+
+def test_a_secret_a_newer_release_adds_is_generated_into_an_existing_vault(
+    password_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vault made from an older example (without the shared state's password)
+    gets that password on the next deploy, generated; every value it had stays,
+    and a run after that changes nothing."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    from scripts import deploy
+
+    example = (REPO / "group_vars/all/vault.yml.example").read_text()
+    older = tmp_path / "vault.yml.example.older"
+    older.write_text(
+        "\n".join(x for x in example.splitlines() if not x.startswith("vault_gateway_state"))
+    )
+    monkeypatch.setattr(deploy, "REPO", tmp_path)
+    monkeypatch.setattr(deploy, "VAULT", tmp_path / "vault.yml")
+    monkeypatch.setattr(deploy, "PASSWORD_FILE", password_file)
+    monkeypatch.setattr(deploy, "VAULT_EXAMPLE", older)
+    bin_dir = Path(sys.executable).parent
+    deploy.ensure_vault(bin_dir)
+    vault = VaultLib([("llm-gateway", VaultSecret(password_file.read_bytes().strip()))])
+
+    def values() -> dict:
+        import yaml
+
+        return yaml.safe_load(vault.decrypt((tmp_path / "vault.yml").read_bytes()))
+
+    before = values()
+    assert "vault_gateway_state_password" not in before
+    monkeypatch.setattr(deploy, "VAULT_EXAMPLE", REPO / "group_vars/all/vault.yml.example")
+    deploy.add_new_secrets(bin_dir)
+    after = values()
+    added = after.pop("vault_gateway_state_password")
+    assert len(added) >= 24 and "CHANGE-ME" not in added
+    assert after == before
+    assert oct((tmp_path / "vault.yml").stat().st_mode & 0o777) == "0o600"
+    sealed = (tmp_path / "vault.yml").read_bytes()
+    deploy.add_new_secrets(bin_dir)
+    assert (tmp_path / "vault.yml").read_bytes() == sealed

@@ -82,8 +82,11 @@ Errors: malformed JSON -> 400 in the provider's error format; unknown path -> 40
 
 Control API (same server, no auth, not recorded)
 ------------------------------------------------
-    PUT    /_control/<provider>  body ``{"mode": M, "status": 500, "latency_ms": 0}``; omitted
-                                 fields take these defaults (``{"mode": "ok"}`` resets latency).
+    PUT    /_control/<provider>  body ``{"mode": M, "status": 500, "latency_ms": 0,
+                                 "prompt_tokens": 0}``; omitted fields take these defaults
+                                 (``{"mode": "ok"}`` resets latency). ``prompt_tokens`` > 0 is
+                                 the prompt's token count every answer reports in its usage
+                                 (an upstream whose usage is absurd), instead of the words.
                                  -> 200 with the new state; unknown provider 404; bad body 400.
     GET    /_control/<provider>  that provider's state; GET /_control -> every provider's state
     DELETE /_control             resets every provider to ``ok``
@@ -991,9 +994,15 @@ class ProviderState:
     mode: str = "ok"
     status: int = DEFAULT_ERROR_STATUS
     latency_ms: int = 0
+    prompt_tokens: int = 0  # reported in every answer's usage instead of the count; 0: count
 
     def as_dict(self) -> JSONDict:
-        return {"mode": self.mode, "status": self.status, "latency_ms": self.latency_ms}
+        return {
+            "mode": self.mode,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "prompt_tokens": self.prompt_tokens,
+        }
 
 
 def read_ollama_version() -> str:
@@ -1460,7 +1469,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             if state.latency_ms > 0:
                 time.sleep(state.latency_ms / 1000)
         handler = getattr(self, f"_{provider}_{route.kind}")
-        handler(route, body, query, prompt_tokens or 0)
+        handler(route, body, query, state.prompt_tokens or prompt_tokens or 0)
 
     def _completed(self, completion_tokens: int) -> None:
         if self._entry is not None:
@@ -1943,7 +1952,10 @@ def parse_control_body(raw: bytes) -> ProviderState:
     latency = body.get("latency_ms", 0)
     if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
         raise ValueError("latency_ms must be a non-negative integer")
-    return ProviderState(mode=mode, status=status, latency_ms=latency)
+    reported = body.get("prompt_tokens", 0)
+    if isinstance(reported, bool) or not isinstance(reported, int) or reported < 0:
+        raise ValueError("prompt_tokens must be a non-negative integer")
+    return ProviderState(mode=mode, status=status, latency_ms=latency, prompt_tokens=reported)
 
 
 # -------------------------------------------------------------------------------------------- CLI

@@ -526,25 +526,54 @@ def test_parse_ollama_host() -> None:
 
 def test_control_api(emu: Running) -> None:
     state = emu.control("openai", mode="error", status=503, latency_ms=50)
-    assert state == {"provider": "openai", "mode": "error", "status": 503, "latency_ms": 50}
+    assert state == {
+        "provider": "openai",
+        "mode": "error",
+        "status": 503,
+        "latency_ms": 50,
+        "prompt_tokens": 0,
+    }
     assert emu.control("openai", mode="ok") == {
         "provider": "openai",
         "mode": "ok",
         "status": 500,
         "latency_ms": 0,
+        "prompt_tokens": 0,
     }
     emu.control("gemini", mode="down")
     everything = emu.http.get(f"{emu.url}/_control", timeout=5).json()
     assert set(everything) == {"openai", "anthropic", "gemini", "ollama"}
-    assert everything["gemini"] == {"mode": "down", "status": 500, "latency_ms": 0}
-    assert everything["anthropic"] == {"mode": "ok", "status": 500, "latency_ms": 0}
+    idle = {"status": 500, "latency_ms": 0, "prompt_tokens": 0}
+    assert everything["gemini"] == {"mode": "down", **idle}
+    assert everything["anthropic"] == {"mode": "ok", **idle}
 
     unknown = emu.http.put(f"{emu.url}/_control/azure", json={"mode": "ok"}, timeout=5)
     assert unknown.status_code == 404
-    for bad in (b"{not json", b"[1]", b'{"mode": "sleepy"}', b'{"mode": "error", "status": "x"}'):
+    for bad in (
+        b"{not json",
+        b"[1]",
+        b'{"mode": "sleepy"}',
+        b'{"mode": "error", "status": "x"}',
+        b'{"mode": "ok", "prompt_tokens": -1}',
+    ):
         response = emu.http.put(f"{emu.url}/_control/openai", data=bad, timeout=5)
         assert response.status_code == 400, bad
     assert emu.http.get(f"{emu.url}/_health", timeout=5).json() == {"status": "ok"}
+
+
+def test_a_reported_prompt_token_count_replaces_the_count_in_every_usage(emu: Running) -> None:
+    """An upstream whose usage is absurd: the control's prompt_tokens is what it reports."""
+    emu.control("openai", mode="ok", prompt_tokens=3_000_000_000)
+    body = emu.http.post(
+        f"{emu.url}/v1/chat/completions", json=chat_body(), headers=openai_headers(), timeout=5
+    ).json()
+    assert body["usage"]["prompt_tokens"] == 3_000_000_000
+    assert body["usage"]["total_tokens"] == 3_000_000_000 + body["usage"]["completion_tokens"]
+    emu.control("openai", mode="ok")
+    again = emu.http.post(
+        f"{emu.url}/v1/chat/completions", json=chat_body(), headers=openai_headers(), timeout=5
+    ).json()
+    assert again["usage"]["prompt_tokens"] == 6
 
 
 def test_mode_error_per_provider(emu: Running) -> None:

@@ -368,7 +368,7 @@ def fires_and_reaches_the_webhook(
     inbox: AlertInbox,
     name: str,
     labels: dict[str, str],
-    for_setting: str,
+    for_setting: str | None,
     keep_causing: Callable[[], object] = lambda: None,
 ) -> tuple[dict[str, Any], float]:
     """Wait for `name` (with `labels`) to fire, calling `keep_causing` on each poll,
@@ -376,7 +376,7 @@ def fires_and_reaches_the_webhook(
     it took. The deadline is the rule's `for`, two evaluations, a scrape and two
     group waits, doubled for a busy CI machine."""
     promised = (
-        seconds(for_setting)
+        (seconds(for_setting) if for_setting else 0.0)  # None: a rule that fires at once
         + 2 * seconds("monitoring_prometheus_evaluation_interval")
         + seconds("monitoring_prometheus_scrape_interval")
         + 2 * seconds("monitoring_alertmanager_group_wait")
@@ -523,6 +523,48 @@ def test_the_shared_state_stopped_leaves_the_gateway_serving_and_fires_its_alert
         "gateway_state_up back at 1 once Redis is back",
     )
     resolves_and_reaches_the_webhook(inbox, "GatewayStateDown", {"instance": "llmlab-gateway"})
+
+
+def test_a_row_postgres_refuses_fires_ledger_rows_quarantined(
+    prometheus: Prometheus,
+    inbox: AlertInbox,
+    ollama_emulator: Emulator,
+    gateway: requests.Session,
+    gateway_url: str,
+) -> None:
+    """Ollama reports 3 billion prompt tokens for one call (a local model: the call
+    costs nothing, so no spend alert follows), more than the ledger's integer column
+    holds: Postgres refuses that row, the ledger keeps it in the spool's quarantine
+    folder (the rows behind it are written), and LedgerRowsQuarantined reaches the
+    webhook. It stays firing for the hour its rule looks back over, by design: that
+    call is missing from the ledger."""
+    assert not prometheus.alerts("LedgerRowsQuarantined"), (
+        "LedgerRowsQuarantined still fires from an earlier run on this lab (it looks back an"
+        " hour), so the webhook would hear nothing new: bring the lab up anew to run this again"
+    )
+    before = gateway.get(f"{gateway_url}/gateway/ledger/status", timeout=30).json()
+    poll(
+        lambda: answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b",
+        90,
+        "`cheap` answered by Ollama",
+    )
+    ollama_emulator.set("ollama", "ok", prompt_tokens=3_000_000_000)
+    try:
+        answer = chat(gateway, gateway_url, "cheap", "a call whose usage is absurd")
+        assert answer.status_code == 200, answer.text[:500]
+        assert answered_by(answer) == "ollama/llama3.2:1b"
+        assert answer.json()["usage"]["prompt_tokens"] == 3_000_000_000
+    finally:
+        ollama_emulator.set("ollama", "ok")
+    assert chat(gateway, gateway_url, "cheap", "the call after it").status_code == 200
+    alert, took = fires_and_reaches_the_webhook(
+        prometheus, inbox, "LedgerRowsQuarantined", {"instance": "llmlab-gateway"}, None
+    )
+    print(f"LedgerRowsQuarantined reached the webhook {took:.0f}s after the call")
+    assert "set rows aside" in alert["annotations"]["summary"], alert
+    status = gateway.get(f"{gateway_url}/gateway/ledger/status", timeout=30).json()
+    assert status["quarantined_rows"] == before["quarantined_rows"] + 1, status
+    assert status["database"] == "up", status
 
 
 def test_a_failing_tier_fires_gateway_error_ratio_high_and_recovery_resolves_it(

@@ -137,7 +137,6 @@ def test_the_python_packages_the_role_relies_on_are_there(litellm_image: str) ->
     assert versions["litellm"] == PROPERTIES["python_packages"]["value"]["litellm"]
     assert versions["opentelemetry-sdk"] == "1.45.1"
     assert versions["psycopg"].startswith("3.")
-    imports = shell(
-        litellm_image, "python3 -c 'import psycopg, prometheus_client, prisma, opentelemetry.sdk'"
-    )
+    modules = "psycopg, prometheus_client, prisma, opentelemetry.sdk, redis.asyncio"
+    imports = shell(litellm_image, f"python3 -c 'import {modules}'")
     assert imports.returncode == 0, imports.stderr

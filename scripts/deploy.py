@@ -104,14 +104,26 @@ def add_new_secrets(bin_dir: Path) -> None:
     """Later runs: generate the secrets a newer release added to the example."""
     if not (VAULT.is_file() and PASSWORD_FILE.is_file()):
         return
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
-    vault = VaultLib([(VAULT_ID, VaultSecret(PASSWORD_FILE.read_bytes().strip()))])
-    try:
-        text = vault.decrypt(VAULT.read_bytes()).decode()
-    except Exception:  # a vault of the user's own password: theirs to edit
+    # ansible-vault itself, not Ansible's Python: run as a script, this file's
+    # folder comes first on sys.path, and its scripts/ansible.py is `ansible`.
+    view = subprocess.run(
+        [
+            str(bin_dir / "ansible-vault"),
+            "view",
+            "--vault-id",
+            f"{VAULT_ID}@{PASSWORD_FILE}",
+            str(VAULT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "PAGER": "cat"},
+    )
+    if view.returncode != 0:  # a vault of the user's own password: theirs to edit
         _say(f"{VAULT.relative_to(REPO)} is not under {PASSWORD_FILE}; new secrets not added")
         return
+    text = view.stdout
     lines = missing_placeholders(text, VAULT_EXAMPLE.read_text())
     if not lines:
         return

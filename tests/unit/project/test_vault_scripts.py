@@ -130,13 +130,31 @@ def test_a_secret_a_newer_release_adds_is_generated_into_an_existing_vault(
 
     before = values()
     assert "vault_gateway_state_password" not in before
-    monkeypatch.setattr(deploy, "VAULT_EXAMPLE", REPO / "group_vars/all/vault.yml.example")
-    deploy.add_new_secrets(bin_dir)
+
+    def deploy_again() -> None:
+        """add_new_secrets as `python3 scripts/deploy.py` runs it: with scripts/
+        first on sys.path, where scripts/ansible.py would shadow Ansible."""
+        driver = (
+            "import sys; from pathlib import Path\n"
+            f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
+            "import deploy\n"
+            f"deploy.REPO = Path({str(tmp_path)!r})\n"
+            f"deploy.VAULT = Path({str(tmp_path / 'vault.yml')!r})\n"
+            f"deploy.PASSWORD_FILE = Path({str(password_file)!r})\n"
+            f"deploy.VAULT_EXAMPLE = Path({str(REPO / 'group_vars/all/vault.yml.example')!r})\n"
+            f"deploy.add_new_secrets(Path({str(bin_dir)!r}))\n"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", driver], capture_output=True, text=True, check=False
+        )
+        assert run.returncode == 0, run.stderr
+
+    deploy_again()
     after = values()
     added = after.pop("vault_gateway_state_password")
     assert len(added) >= 24 and "CHANGE-ME" not in added
     assert after == before
     assert oct((tmp_path / "vault.yml").stat().st_mode & 0o777) == "0o600"
     sealed = (tmp_path / "vault.yml").read_bytes()
-    deploy.add_new_secrets(bin_dir)
+    deploy_again()
     assert (tmp_path / "vault.yml").read_bytes() == sealed

@@ -32,6 +32,20 @@ MAX_TASK_LABELS = 100
 OTHER_TASKS = "other"
 
 
+def collector(kind: Any, name: str, help_text: str, labels: list[str], **options: Any) -> Any:
+    """The metric `name` in prometheus_client's default registry, made once.
+
+    One process may make several ledgers (the unit tests do, and so does a copy
+    of the code loaded again by path); the registry refuses a second collector
+    with one name, so an existing one is returned."""
+    from prometheus_client import REGISTRY
+
+    existing = getattr(REGISTRY, "_names_to_collectors", {}).get(name)
+    if existing is not None:
+        return existing
+    return kind(name, help_text, labels, **options)
+
+
 class Metrics:
     """Per-task counters for the dashboard, in prometheus_client's default registry."""
 
@@ -55,25 +69,25 @@ class Metrics:
         shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if shared:
             Path(shared).mkdir(parents=True, exist_ok=True)
-        self.spend = self._get(
+        self.spend = collector(
             prometheus_client.Counter,
             "gateway_task_spend_usd",
             "USD spent on model calls, by task (subtasks rolled up; none = untagged)",
             ["task"],
         )
-        self.tokens = self._get(
+        self.tokens = collector(
             prometheus_client.Counter,
             "gateway_task_tokens",
             "Tokens of model calls, by task and direction (input/output)",
             ["task", "direction"],
         )
-        self.requests = self._get(
+        self.requests = collector(
             prometheus_client.Counter,
             "gateway_task_requests",
             "Model call outcomes recorded by the cost ledger, by task and status",
             ["task", "status"],
         )
-        self.pending = self._get(
+        self.pending = collector(
             prometheus_client.Gauge,
             "gateway_ledger_pending_rows",
             "Ledger rows waiting in the spool for Postgres",
@@ -81,37 +95,25 @@ class Metrics:
             # Every worker process counts the whole spool folder.
             multiprocess_mode="livemax",
         )
-        self.quarantined_total = self._get(
+        self.quarantined_total = collector(
             prometheus_client.Counter,
             "gateway_ledger_quarantined_rows",
             "Ledger rows Postgres refused, kept in the spool's quarantine folder",
             [],
         )
-        self.unchecked_total = self._get(
+        self.unchecked_total = collector(
             prometheus_client.Counter,
             "gateway_ledger_unchecked_requests",
             "Calls for a task with a budget served without a check (its database was away)",
             [],
         )
-        self.database_up = self._get(
+        self.database_up = collector(
             prometheus_client.Gauge,
             "gateway_ledger_database_up",
             "1 when the cost ledger's last write to Postgres worked",
             [],
             multiprocess_mode="livemin",  # 0 when any worker process cannot write
         )
-
-    @staticmethod
-    def _get(kind: Any, name: str, help_text: str, labels: list[str], **options: Any) -> Any:
-        from prometheus_client import REGISTRY
-
-        # One process may make several ledgers (the unit tests do, and so does a
-        # copy of the code loaded again by path); the registry refuses a second
-        # collector with one name.
-        existing = getattr(REGISTRY, "_names_to_collectors", {}).get(name)
-        if existing is not None:
-            return existing
-        return kind(name, help_text, labels, **options)
 
     def task_label(self, task: str | None) -> str:
         """The label of a task's series: its root id, `none`, or `other` once this

@@ -90,15 +90,14 @@ class SharedState:
 
 def _gauge() -> Any:
     try:
-        from prometheus_client import REGISTRY, Gauge
+        from prometheus_client import Gauge
     except ImportError:  # the proxy image has it; a bare test venv may not
         return None
-    name = "gateway_state_up"
-    existing = getattr(REGISTRY, "_names_to_collectors", {}).get(name)
-    if existing is not None:
-        return existing
-    return Gauge(
-        name,
+    from gateway.metrics import collector
+
+    return collector(
+        Gauge,
+        "gateway_state_up",
         "1 while this gateway's workers reach the shared state (Redis); 0: counting on this host",
         [],
         multiprocess_mode="livemin",  # 0 when any worker process cannot reach it

@@ -16,6 +16,16 @@ Routing choices, and the LiteLLM traps they avoid:
   a price of 0 is left out, which LiteLLM tracks as free for Ollama models.
 * Deployments of equal price (the same Ollama model on two hosts) share an
   order, so the router spreads load over them.
+* An Ollama host that publishes its ``num_parallel`` (the requests it serves at
+  once) gets, on each deployment of a tier alias, ``max_parallel_requests``:
+  an equal share of that number for each gateway, split over its workers
+  (at least one each).
+  LiteLLM answers a full deployment's attempt with a 429 at once, without
+  calling the host (router_utils/client_initalization_utils.py,
+  MaxParallelRequestsLimit), and its order-based fallback tries the alias's
+  next order, so the overflow goes to the next deployment of the tier
+  instead of a queue on a busy GPU. A model asked for under its own name has
+  nowhere else to go and is not capped: Ollama queues it.
 * Every deployment has an explicit ``model_info.id`` that says what it is
   (``cheap/llama3.2:1b@gpu-a``: alias, model, Ollama host). LiteLLM keys its
   cooldowns, failure counters and metrics by that id; without one it hashes
@@ -79,6 +89,19 @@ def _deployment(
     if entry.get("context_window"):
         info["max_input_tokens"] = int(entry["context_window"])
     return {"model_name": public_name, "litellm_params": params, "model_info": info}
+
+
+def _slots_per_worker(entry: Mapping[str, Any], settings: Mapping[str, Any]) -> int:
+    """How many requests one worker may have in flight on an Ollama host's
+    deployment: an equal share of the host's ``num_parallel`` for each gateway,
+    split over this gateway's workers, at least 1; 0 (no cap) when the host
+    leaves the number to Ollama."""
+    parallel = int(entry.get("_num_parallel") or 0)
+    gateways = max(1, int(settings.get("ollama_gateways") or 1))
+    workers = max(1, int(settings.get("ollama_workers") or 1))
+    if parallel <= 0:
+        return 0
+    return max(1, parallel // gateways // workers)
 
 
 def _deployment_id(public_name: str, entry: Mapping[str, Any]) -> str:
@@ -148,6 +171,7 @@ def _expand(
                     "_api_base": url,
                     "_key_env": None,
                     "_host": host,
+                    "_num_parallel": int(server.get("num_parallel") or 0),
                 }
             )
     return entries
@@ -197,6 +221,9 @@ def litellm_proxy_config(
                 tier, entry, entry["_api_base"], entry["_key_env"], deployment_defaults
             )
             deployment["litellm_params"]["order"] = prices.index(_price(entry)) + 1
+            slots = _slots_per_worker(entry, settings)
+            if slots:
+                deployment["litellm_params"]["max_parallel_requests"] = slots
             deployment["model_info"]["gateway_serves"] = entry["name"]
             deployment["model_info"]["id"] = _deployment_id(tier, entry)
             model_list.append(deployment)

@@ -12,8 +12,11 @@ balanced = gemini-2.5-flash < claude-haiku-4-5; smart = gpt-4.1 < claude-sonnet-
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -22,6 +25,8 @@ import yaml
 from tests.support.lab_client import Emulator, answered_by, chat, wait_until
 
 CLOUD = ("openai", "anthropic", "gemini")
+REPO = Path(__file__).resolve().parents[3]
+OLLAMA_LAB = yaml.safe_load((REPO / "molecule/default/group_vars/ollama/lab.yml").read_text())
 
 
 class Upstream(Emulator):
@@ -216,6 +221,44 @@ def test_a_dead_ollama_host_leaves_the_rotation_and_returns_when_started(
         90,
         "the gateway using the Ollama host again after it started",
     )
+
+
+@pytest.mark.usefixtures("healthy")
+def test_a_busy_ollama_host_gets_no_more_than_its_slots_and_the_tier_takes_the_rest(
+    gateway: requests.Session,
+    gateway_url: str,
+    clouds: Emulator,
+    ollama: Emulator,
+    hosts: dict,
+) -> None:
+    """The lab's Ollama host serves `ollama_host_num_parallel` requests at once, and
+    the gateway's workers split that between them for `cheap`. Eight `cheap`
+    requests at once while Ollama takes 2 s to answer: every one is answered, at
+    most that many reach Ollama, and the rest are answered at once by the tier's
+    next deployment (gpt-4o-mini), not queued on the busy host. A full host is
+    not a broken one: the next request goes to Ollama again, with no cooldown."""
+    workers = proxy_workers(hosts)
+    slots = max(1, int(OLLAMA_LAB["ollama_host_num_parallel"]) // workers) * workers
+    # Slow, not failing: the emulator's own control, so no recovery is waited for.
+    Emulator.set(ollama, "ollama", "ok", latency_ms=2000)
+    start = threading.Barrier(8)
+
+    def one(_: int) -> requests.Response:
+        with requests.Session() as session:
+            session.headers.update(gateway.headers)
+            start.wait()
+            return chat(session, gateway_url, "cheap")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(one, range(8)))
+    Emulator.set(ollama, "ollama", "ok")
+    assert [a.status_code for a in answers] == [200] * 8, [a.text[:200] for a in answers]
+    by = sorted(answered_by(a) for a in answers)
+    local = by.count("ollama/llama3.2:1b")
+    assert 1 <= local <= slots, f"{local} requests reached Ollama at once ({slots} slots): {by}"
+    assert by.count("openai/gpt-4o-mini") == 8 - local, by
+    assert len(ollama.model_calls("ollama")) == local
+    assert answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b"
 
 
 @pytest.mark.usefixtures("healthy")

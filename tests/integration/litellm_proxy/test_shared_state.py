@@ -15,6 +15,7 @@ import ast
 import hashlib
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ REPO = Path(__file__).resolve().parents[3]
 STATE = yaml.safe_load((REPO / "roles/gateway_state/defaults/main.yml").read_text())
 GATEWAY_LAB = yaml.safe_load((REPO / "molecule/default/group_vars/gateway/lab.yml").read_text())
 STATE_ADDRESS = "172.30.77.10"  # the first gateway (molecule/default/molecule.yml)
+# The model both lab Ollama hosts serve (molecule/default: group_vars/ollama
+# and host_vars/llmlab-ollama-bookworm.yml), and its deployments' ids.
+SHARED_MODEL = "smollm2:135m"
+SHARED_DEPLOYMENTS = (f"{SHARED_MODEL}@llmlab-ollama", f"{SHARED_MODEL}@llmlab-ollama-bookworm")
 CONNECT = (
     "python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)'"
 )
@@ -138,3 +143,52 @@ def test_a_cooldown_is_shared_by_every_worker_through_redis(
     statuses = [chat(gateway, gateway_url, "cheap").status_code for _ in range(20)]
     assert statuses == [200] * 20
     assert ollama_emulator.model_calls("ollama") == []
+
+
+def test_a_model_on_two_ollama_hosts_goes_to_the_least_busy_one_counted_in_redis(
+    hosts: dict[str, testinfra.host.Host],
+    password: str,
+    lab: dict[str, str],
+    gateway: requests.Session,
+    gateway_url: str,
+    ollama_emulator: Emulator,
+) -> None:
+    """Both Ollama hosts serve SHARED_MODEL, each taking 1.5 s to answer. Six
+    times, a request is made and, while it is in flight, a second: the second
+    goes to the other host every time, whichever worker took it, because
+    LiteLLM's least-busy routing reads every worker's in-flight counts from
+    Redis (under the deployments' named ids). Every count is back to 0 once
+    the requests are answered."""
+    bookworm = Emulator(lab["OLLAMA_BOOKWORM_URL"])
+    emulators = {"llmlab-ollama": ollama_emulator, "llmlab-ollama-bookworm": bookworm}
+
+    def one() -> int:
+        with requests.Session() as session:
+            session.headers.update(gateway.headers)
+            return chat(session, gateway_url, SHARED_MODEL).status_code
+
+    pairs = []
+    try:
+        for emu in emulators.values():
+            emu.set("ollama", "ok", latency_ms=1500)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for _ in range(6):
+                for emu in emulators.values():
+                    emu.clear()
+                first = pool.submit(one)
+                time.sleep(0.5)  # the first is in flight, and counted
+                second = pool.submit(one)
+                statuses = [first.result(), second.result()]
+                served = {name: len(emu.model_calls("ollama")) for name, emu in emulators.items()}
+                pairs.append((statuses, served))
+    finally:
+        for emu in emulators.values():
+            emu.set("ollama", "ok")
+    assert all(statuses == [200, 200] for statuses, _ in pairs), pairs
+    assert all(set(served.values()) == {1} for _, served in pairs), (
+        f"a request went to the busy host while the other was idle: {pairs}"
+    )
+    for deployment in SHARED_DEPLOYMENTS:
+        key = f"{SHARED_MODEL}_request_count:{deployment}"
+        count = redis(hosts["gateway"], password, "get", key)
+        assert count == "0", f"{deployment}: {count!r} requests still counted in flight"

@@ -17,7 +17,8 @@ import requests
 
 from tests.support.lab_client import Emulator, chat, flat, run_playbook
 
-MODEL = "qwen2.5:0.5b"
+MODEL = "qwen2.5:0.5b"  # this host's own model
+SHARED = "smollm2:135m"  # served by the other host too (test_shared_state.py)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,9 @@ def test_ollama_runs_there_behind_its_firewall(bookworm: object) -> None:
     assert "172.30.77.10" in table, table  # the gateway
 
 
-def test_the_host_pulled_its_own_model(lab: dict[str, str]) -> None:
+def test_the_host_pulled_its_own_models(lab: dict[str, str]) -> None:
     tags = requests.get(f"{lab['OLLAMA_BOOKWORM_URL']}/api/tags", timeout=10).json()
-    assert [m["name"] for m in tags["models"]] == [MODEL]
+    assert sorted(m["name"] for m in tags["models"]) == sorted([MODEL, SHARED])
 
 
 def test_its_model_is_routed_to_it_and_the_other_hosts_model_is_not(

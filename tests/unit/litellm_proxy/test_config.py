@@ -217,6 +217,36 @@ def test_an_ollama_model_may_not_take_a_cloud_models_name() -> None:
         build(ollama_servers=servers)
 
 
+@pytest.mark.parametrize(
+    ("num_parallel", "gateways", "workers", "slots"),
+    [(8, 2, 2, 2), (4, 1, 2, 2), (5, 2, 1, 2), (1, 2, 2, 1)],
+)
+def test_a_host_that_publishes_its_parallel_slots_is_shared_by_every_worker(
+    num_parallel: int, gateways: int, workers: int, slots: int
+) -> None:
+    """Each gateway takes an equal part of a host's slots, split over its
+    workers (at least one each), on the host's deployments of tier aliases; a
+    model asked for by its own name is left to Ollama's queue."""
+    servers = {
+        "gpu-a": {"url": ENDPOINTS[0], "models": OLLAMA, "num_parallel": num_parallel},
+        "gpu-b": {"url": ENDPOINTS[1], "models": OLLAMA},
+    }
+    settings = {**SETTINGS, "ollama_gateways": gateways, "ollama_workers": workers}
+    config = build(ollama_servers=servers, settings=settings)
+    caps = {
+        d["model_info"]["id"]: d["litellm_params"].get("max_parallel_requests")
+        for d in config["model_list"]
+        if d["model_info"].get("gateway_provider") == "ollama"
+    }
+    assert caps == {
+        "llama3.2:1b@gpu-a": None,
+        "llama3.2:1b@gpu-b": None,
+        "cheap/llama3.2:1b@gpu-a": slots,
+        "cheap/llama3.2:1b@gpu-b": None,  # 0: left to Ollama
+    }
+    assert all("max_parallel_requests" not in d["litellm_params"] for d in group(config, "mini"))
+
+
 def test_no_ollama_host_means_no_ollama_deployment() -> None:
     config = build(ollama_servers={})
     assert all(d["model_info"].get("gateway_provider") != "ollama" for d in config["model_list"])

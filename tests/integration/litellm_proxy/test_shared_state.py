@@ -40,13 +40,30 @@ CONNECT = (
 )
 
 
-def redis(host: testinfra.host.Host, password: str, *command: str) -> str:
-    """A redis-cli command on the state host, with the password in the environment."""
+def redis_cli(
+    host: testinfra.host.Host, password: str, *command: str, user: str | None = None
+) -> Any:
+    """A redis-cli command on the state host, as the gateways' account (`user`) or
+    the operator's (None: Redis' default user), the password in the environment."""
     argv = " ".join(shlex.quote(part) for part in command)
-    result = host.run(
-        f"REDISCLI_AUTH={shlex.quote(password)} redis-cli --no-auth-warning "
+    account = f"--user {shlex.quote(user)} " if user else ""
+    return host.run(
+        f"REDISCLI_AUTH={shlex.quote(password)} redis-cli --no-auth-warning {account}"
         f"-h {STATE_ADDRESS} -p {STATE['gateway_state_port']} {argv}"
     )
+
+
+def redis(host: testinfra.host.Host, password: str, *command: str) -> str:
+    """A command as the gateways' account, which must succeed."""
+    result = redis_cli(host, password, *command, user=STATE["gateway_state_user"])
+    assert result.rc == 0, result.stderr
+    assert not result.stdout.startswith(("NOPERM", "ERR", "WRONGPASS")), result.stdout
+    return result.stdout.strip()
+
+
+def admin(host: testinfra.host.Host, password: str, *command: str) -> str:
+    """A command as the operator's account."""
+    result = redis_cli(host, password, *command)
     assert result.rc == 0, result.stderr
     return result.stdout.strip()
 
@@ -56,13 +73,29 @@ def password(lab_vault: dict[str, Any]) -> str:
     return lab_vault["vault_gateway_state_password"]
 
 
+@pytest.fixture(scope="module")
+def admin_password(lab_vault: dict[str, Any]) -> str:
+    return lab_vault["vault_gateway_state_admin_password"]
+
+
 def test_only_the_gateways_reach_the_shared_state(
-    hosts: dict[str, testinfra.host.Host], password: str
+    hosts: dict[str, testinfra.host.Host], password: str, admin_password: str
 ) -> None:
-    """The state host answers the gateway with the password, refuses it without,
-    and drops every other host of the lab at its firewall."""
+    """The state host answers the gateway's account with its password, refuses
+    it without, and drops every other host of the lab at its firewall. That
+    account may not reconfigure, empty or stop the store (the operator's may):
+    Redis refuses it and logs each refusal in its ACL log, which the last test
+    of this file finds empty after the gateway's own traffic."""
     gateway = hosts["gateway"]
     assert redis(gateway, password, "ping") == "PONG"
+    for command in (("config", "get", "save"), ("flushall",), ("shutdown", "nosave")):
+        refused = redis_cli(gateway, password, *command, user=STATE["gateway_state_user"])
+        assert "NOPERM" in refused.stdout + refused.stderr, (command, refused.stdout)
+    assert redis(gateway, password, "ping") == "PONG"  # still up
+    as_default = redis_cli(gateway, password, "ping")  # its password is not the operator's
+    assert "PONG" not in as_default.stdout
+    assert "WRONGPASS" in as_default.stdout + as_default.stderr, as_default.stderr
+    admin(gateway, admin_password, "acl", "log", "reset")
     anonymous = gateway.run(f"redis-cli -h {STATE_ADDRESS} -p {STATE['gateway_state_port']} ping")
     assert "NOAUTH" in anonymous.stdout + anonymous.stderr
     for name in ("providers", "monitoring", "ollama"):
@@ -70,8 +103,8 @@ def test_only_the_gateways_reach_the_shared_state(
         assert probe.rc != 0, f"{name} reached the shared state"
         assert "timed out" in probe.stderr, probe.stderr  # dropped, not refused
     # Nothing of it is ever written to disk.
-    assert redis(gateway, password, "config", "get", "save").split() == ["save"]  # an empty value
-    assert redis(gateway, password, "config", "get", "appendonly").splitlines()[-1] == "no"
+    assert admin(gateway, admin_password, "config", "get", "save").split() == ["save"]  # empty
+    assert admin(gateway, admin_password, "config", "get", "appendonly").splitlines()[-1] == "no"
 
 
 def test_every_worker_counts_an_app_in_one_window_in_redis(
@@ -148,6 +181,7 @@ def test_a_cooldown_is_shared_by_every_worker_through_redis(
 def test_a_model_on_two_ollama_hosts_goes_to_the_least_busy_one_counted_in_redis(
     hosts: dict[str, testinfra.host.Host],
     password: str,
+    admin_password: str,
     lab: dict[str, str],
     gateway: requests.Session,
     gateway_url: str,
@@ -192,3 +226,6 @@ def test_a_model_on_two_ollama_hosts_goes_to_the_least_busy_one_counted_in_redis
         key = f"{SHARED_MODEL}_request_count:{deployment}"
         count = redis(hosts["gateway"], password, "get", key)
         assert count == "0", f"{deployment}: {count!r} requests still counted in flight"
+    # Every command LiteLLM and the gateway sent in this file's tests (windows,
+    # cooldowns, in-flight counts) was one its account may send.
+    assert admin(hosts["gateway"], admin_password, "acl", "log") == "", "a refused command"

@@ -3,6 +3,7 @@ publishes (gateway_state_endpoint), from the role's own variables."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from ansible.errors import AnsibleFilterError
 from tests.support.role_render import RoleVars, render_template
 
 PASSWORD = "unit-test-state-password-not-a-secret"
+ADMIN_PASSWORD = "unit-test-state-admin-password-not-a-secret"
 
 
 def role(host: str = "gw1", **overrides: Any) -> RoleVars:
@@ -25,6 +27,7 @@ def role(host: str = "gw1", **overrides: Any) -> RoleVars:
         "ansible_host": inventory[host]["ansible_host"],
         "groups": {"gateway": ["gw1", "gw2"], "gateway_state": [host]},
         "gateway_state_password": PASSWORD,
+        "gateway_state_admin_password": ADMIN_PASSWORD,
     }
     variables = RoleVars("gateway_state", base, overrides)
     variables._raw["hostvars"] = {  # the other hosts as the play sees them
@@ -39,10 +42,21 @@ def rules(variables: RoleVars) -> list[str]:
     return [line.strip() for line in text.splitlines() if "dport" in line]
 
 
-def test_redis_listens_on_loopback_and_the_lan_with_a_password_and_writes_nothing() -> None:
-    config = render_template("gateway_state", "redis.conf.j2", role()).splitlines()
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_redis_listens_on_loopback_and_the_lan_with_two_accounts_and_writes_nothing() -> None:
+    """The operator's account may do everything, the gateways' is held to keys and
+    scripts; the config holds each password's SHA-256, never the password."""
+    text = render_template("gateway_state", "redis.conf.j2", role())
+    config = text.splitlines()
     assert "bind 127.0.0.1 10.0.0.10" in config
-    assert f"requirepass {PASSWORD}" in config
+    assert f"user default reset on #{sha256(ADMIN_PASSWORD)} ~* &* +@all" in config
+    assert f"user gateway reset on #{sha256(PASSWORD)} ~* &* +@all -@admin -@dangerous" in config
+    assert PASSWORD not in text
+    assert ADMIN_PASSWORD not in text
+    assert not [line for line in config if line.startswith("requirepass")]
     assert 'save ""' in config
     assert "appendonly no" in config
     assert "protected-mode yes" in config
@@ -66,5 +80,6 @@ def test_a_source_that_is_no_address_is_refused_naming_it() -> None:
         role(gateway_state_allowed_sources=["not-an-address"])["_gateway_state_sources"]
 
 
-def test_the_gateways_are_given_the_lan_address() -> None:
+def test_the_gateways_are_given_the_lan_address_and_their_account() -> None:
     assert role()["gateway_state_bind_address"] == "10.0.0.10"
+    assert role()["gateway_state_user"] == "gateway"

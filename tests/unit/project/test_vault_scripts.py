@@ -103,9 +103,9 @@ def test_the_readmes_line_reads_the_house_key_out_of_a_generated_vault(
 def test_a_secret_a_newer_release_adds_is_generated_into_an_existing_vault(
     password_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A vault made from an older example (without the shared state's password)
-    gets that password on the next deploy, generated; every value it had stays,
-    and a run after that changes nothing."""
+    """A vault made from an older example (without the shared state's passwords)
+    gets them on the next deploy, generated and different; every value it had
+    stays, and a run after that changes nothing."""
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     from scripts import deploy
@@ -129,7 +129,7 @@ def test_a_secret_a_newer_release_adds_is_generated_into_an_existing_vault(
         return yaml.safe_load(vault.decrypt((tmp_path / "vault.yml").read_bytes()))
 
     before = values()
-    assert "vault_gateway_state_password" not in before
+    assert not [name for name in before if name.startswith("vault_gateway_state")]
 
     def deploy_again() -> None:
         """add_new_secrets as `python3 scripts/deploy.py` runs it: with scripts/
@@ -151,8 +151,9 @@ def test_a_secret_a_newer_release_adds_is_generated_into_an_existing_vault(
 
     deploy_again()
     after = values()
-    added = after.pop("vault_gateway_state_password")
-    assert len(added) >= 24 and "CHANGE-ME" not in added
+    added = [after.pop(f"vault_gateway_state_{name}") for name in ("password", "admin_password")]
+    assert all(len(value) >= 24 and "CHANGE-ME" not in value for value in added)
+    assert added[0] != added[1]
     assert after == before
     assert oct((tmp_path / "vault.yml").stat().st_mode & 0o777) == "0o600"
     sealed = (tmp_path / "vault.yml").read_bytes()

@@ -12,7 +12,8 @@ applications' rate windows (:mod:`gateway.ratelimit`), with its health:
   host meanwhile (losing the state host degrades sharing, never serving).
 
 Connection settings come from the environment (the stack's env file):
-GATEWAY_STATE_REDIS_HOST, GATEWAY_STATE_REDIS_PORT, GATEWAY_STATE_REDIS_PASSWORD.
+GATEWAY_STATE_REDIS_HOST, GATEWAY_STATE_REDIS_PORT, GATEWAY_STATE_REDIS_USER (empty:
+Redis' default account), GATEWAY_STATE_REDIS_PASSWORD.
 No host: no shared state, and no metric.
 """
 
@@ -120,6 +121,7 @@ def shared_state() -> SharedState | None:
             client = redis.asyncio.Redis(
                 host=host,
                 port=int(os.environ.get("GATEWAY_STATE_REDIS_PORT") or 6379),
+                username=os.environ.get("GATEWAY_STATE_REDIS_USER") or None,
                 password=os.environ.get("GATEWAY_STATE_REDIS_PASSWORD") or None,
                 socket_timeout=TIMEOUT_SECONDS,
                 socket_connect_timeout=TIMEOUT_SECONDS,

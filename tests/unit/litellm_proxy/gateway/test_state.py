@@ -97,6 +97,7 @@ def test_no_state_host_means_no_client_and_the_host_window(
 def test_a_state_host_gives_every_app_a_shared_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_STATE_REDIS_HOST", "192.0.2.1")
     monkeypatch.setenv("GATEWAY_STATE_REDIS_PORT", "6379")
+    monkeypatch.setenv("GATEWAY_STATE_REDIS_USER", "gateway")
     monkeypatch.setenv("GATEWAY_STATE_REDIS_PASSWORD", "lab-fake-state-password")
     monkeypatch.setattr(state_module, "_LOADED", False)
     monkeypatch.setattr(state_module, "_STATE", None)
@@ -104,4 +105,5 @@ def test_a_state_host_gives_every_app_a_shared_window(monkeypatch: pytest.Monkey
     assert isinstance(window, SharedWindow)
     kwargs = window.state.client.connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"]) == ("192.0.2.1", 6379)
+    assert (kwargs["username"], kwargs["password"]) == ("gateway", "lab-fake-state-password")
     assert kwargs["socket_connect_timeout"] == state_module.TIMEOUT_SECONDS

@@ -10,6 +10,7 @@ from the repository, Molecule's lab and ansible-lint find it;
 * How an address goes into a URL (IPv6 in brackets), and where a service bound
   to "every address" is reached from its own host (loopback).
 * What is wrong with a secret, in words that never contain it.
+* Which addresses a firewall lets in, checked and merged for nftables.
 * What the roles published, gathered over the hosts of a group: each role
   publishes where it serves (a fact of its own, never its defaults), and the
   wiring in ``group_vars/all/vars.yml`` hands that to the roles that talk to
@@ -119,6 +120,24 @@ def llm_gateway_networks(entries: Any, what: str = "address") -> list[str]:
     return networks
 
 
+def llm_gateway_firewall_sources(entries: Any, what: str = "firewall source") -> dict[str, list]:
+    """Addresses and networks as nftables set elements: checked (as
+    ``llm_gateway_networks``), split by family and merged, so that a host inside
+    an allowed network, or two overlapping networks, never make the interval
+    set fail to load."""
+    by_family: dict[int, list[Any]] = {4: [], 6: []}
+    for text in llm_gateway_networks(entries, what):
+        network = ipaddress.ip_network(text)
+        by_family[network.version].append(network)
+    return {
+        f"ipv{version}": [
+            str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
+            for n in ipaddress.collapse_addresses(sorted(networks))
+        ]
+        for version, networks in by_family.items()
+    }
+
+
 def llm_gateway_published(
     hosts: Any, hostvars: Mapping[str, Any], fact: str, role: str, key: str = ""
 ) -> dict[str, Any]:
@@ -155,4 +174,5 @@ class FilterModule:
             "llm_gateway_secret_problem": llm_gateway_secret_problem,
             "llm_gateway_published": llm_gateway_published,
             "llm_gateway_networks": llm_gateway_networks,
+            "llm_gateway_firewall_sources": llm_gateway_firewall_sources,
         }

@@ -113,3 +113,18 @@ def render_template(role: str, template: str, variables: RoleVars) -> str:
     compiled = env.get_template(template)
     context = compiled.new_context(variables, shared=True)
     return "".join(compiled.root_render_func(context))
+
+
+def included(caller: RoleVars, task_file: str, role: str, tasks_from: str) -> RoleVars:
+    """What `role` sees when the caller's task file includes it (include_role with
+    `tasks_from`): the included role's defaults and vars, and the include's own
+    `vars:`, read from the caller's task file and templated as the caller sees them."""
+    tasks = yaml.safe_load((REPO / task_file).read_text())
+    (task,) = [
+        t
+        for t in tasks
+        if (t.get("ansible.builtin.include_role") or {}).get("name") == role
+        and t["ansible.builtin.include_role"].get("tasks_from") == tasks_from
+    ]
+    given = {name: caller._resolve(value) for name, value in task.get("vars", {}).items()}
+    return RoleVars(role, {"ansible_managed": "Ansible managed", **given}, {})

@@ -2,15 +2,11 @@
 
 * Model names are compared the way Ollama compares them (``llama3.2`` is
   ``llama3.2:latest``), so a re-run pulls and deletes nothing.
-* Firewall sources are validated and merged here (``ipaddress``), so a typo in
-  an address fails the preflight instead of the nftables load, and overlapping
-  entries (a host inside an allowed network) never make an interval set fail.
 * The drop-in's ``Environment=`` lines are quoted here, once, for systemd.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -100,34 +96,6 @@ def ollama_host_group_members(
     return members
 
 
-def _network_text(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
-
-
-def ollama_host_client_networks(entries: Iterable[Any]) -> dict[str, list[str]]:
-    """Addresses and CIDRs split by family, merged, as nftables set elements.
-
-    ``192.168.1.7/24`` counts as its network (``192.168.1.0/24``). Raises on an
-    entry that is neither an address nor a network, naming it.
-    """
-    by_family: dict[int, list[Any]] = {4: [], 6: []}
-    for entry in entries:
-        text = str(entry).strip()
-        try:
-            network = ipaddress.ip_network(text, strict=False)
-        except ValueError as exc:
-            raise AnsibleFilterError(
-                f"firewall source {text!r} is not an IP address or network (CIDR): {exc}"
-            ) from exc
-        by_family[network.version].append(network)
-    return {
-        f"ipv{version}": [_network_text(n) for n in ipaddress.collapse_addresses(sorted(networks))]
-        for version, networks in by_family.items()
-    }
-
-
 def _systemd_quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
 
@@ -172,6 +140,5 @@ class FilterModule:
             "ollama_host_model_plan": ollama_host_model_plan,
             "ollama_host_served_models": ollama_host_served_models,
             "ollama_host_group_members": ollama_host_group_members,
-            "ollama_host_client_networks": ollama_host_client_networks,
             "ollama_host_environment_assignments": ollama_host_environment_assignments,
         }

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from tests.support.role_render import RoleVars, render_template
+from tests.support.role_render import RoleVars, included, render_template
 
 PASSWORD = "unit-test-state-password-not-a-secret"
 ADMIN_PASSWORD = "unit-test-state-admin-password-not-a-secret"
@@ -38,8 +38,10 @@ def role(host: str = "gw1", **overrides: Any) -> RoleVars:
 
 
 def rules(variables: RoleVars) -> list[str]:
-    text = render_template("gateway_state", "gateway_state.nft.j2", variables)
-    return [line.strip() for line in text.splitlines() if "dport" in line]
+    """The firewall's rules and set elements, as common's port_firewall writes them."""
+    firewall = included(variables, "roles/gateway_state/tasks/main.yml", "common", "port_firewall")
+    text = render_template("common", "port_firewall.nft.j2", firewall)
+    return [line.strip() for line in text.splitlines() if "dport" in line or "elements" in line]
 
 
 def sha256(text: str) -> str:
@@ -64,20 +66,27 @@ def test_redis_listens_on_loopback_and_the_lan_with_two_accounts_and_writes_noth
 
 def test_only_the_gateways_and_this_hosts_containers_pass_the_firewall() -> None:
     on_a_gateway = rules(role("gw1"))
-    assert 'iifname "lo" tcp dport 6379 accept' in on_a_gateway
-    assert 'iifname "docker0" tcp dport 6379 accept' in on_a_gateway
-    assert "ip saddr { 10.0.0.10, 10.0.0.11 } tcp dport 6379 accept" in on_a_gateway
-    assert on_a_gateway[-1] == "tcp dport 6379 counter drop"
+    assert on_a_gateway == [
+        "elements = { 10.0.0.10/31 }",  # the two gateways, merged
+        'iifname "lo" tcp dport 6379 accept',
+        'iifname "docker0" tcp dport 6379 accept',
+        'iifname "br-*" tcp dport 6379 accept',
+        "ip saddr @clients_v4 tcp dport 6379 accept",
+        "ip6 saddr @clients_v6 tcp dport 6379 accept",
+        "tcp dport 6379 counter drop",
+    ]
     # A state host that is no gateway lets no container in, and the extra sources.
     apart = rules(role("state", gateway_state_allowed_sources=["192.168.1.0/24", "fd00::7"]))
     assert not [line for line in apart if "docker0" in line or "br-" in line]
-    assert "ip saddr { 10.0.0.10, 10.0.0.11, 192.168.1.0/24 } tcp dport 6379 accept" in apart
-    assert "ip6 saddr { fd00::7 } tcp dport 6379 accept" in apart
+    assert apart[:2] == [
+        "elements = { 10.0.0.10/31, 192.168.1.0/24 }",
+        "elements = { fd00::7 }",
+    ]
 
 
 def test_a_source_that_is_no_address_is_refused_naming_it() -> None:
     with pytest.raises(AnsibleFilterError, match="not-an-address"):
-        role(gateway_state_allowed_sources=["not-an-address"])["_gateway_state_sources"]
+        role(gateway_state_allowed_sources=["not-an-address"])["_gateway_state_firewall_sources"]
 
 
 def test_the_gateways_are_given_the_lan_address_and_their_account() -> None:

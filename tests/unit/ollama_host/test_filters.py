@@ -64,20 +64,6 @@ def test_bad_model_lists_are_refused(models: list[dict], message: str) -> None:
         f.ollama_host_model_plan(models, [])
 
 
-def test_client_networks_are_split_merged_and_validated() -> None:
-    networks = f.ollama_host_client_networks(
-        ["172.30.77.10", "172.30.77.1", "172.30.77.0/28", "10.0.0.7/24", "fd00::5", "fd00::/64"]
-    )
-    assert networks == {"ipv4": ["10.0.0.0/24", "172.30.77.0/28"], "ipv6": ["fd00::/64"]}
-    assert f.ollama_host_client_networks(["192.168.1.10", "192.168.1.20"]) == {
-        "ipv4": ["192.168.1.10", "192.168.1.20"],
-        "ipv6": [],
-    }
-    assert f.ollama_host_client_networks([]) == {"ipv4": [], "ipv6": []}
-    with pytest.raises(AnsibleFilterError, match=r"'gateway\.home\.arpa' is not an IP"):
-        f.ollama_host_client_networks(["gateway.home.arpa"])
-
-
 def test_group_members_are_unique_and_unknown_groups_empty() -> None:
     groups = {"gateway": ["gw1", "gw2"], "ollama": ["gw1", "box"]}
     assert f.ollama_host_group_members(groups, ["gateway", "ollama", "nope"]) == [

@@ -105,3 +105,17 @@ def test_networks_are_checked_and_written_one_way() -> None:
     ]
     with pytest.raises(AnsibleFilterError, match=r"admin source 'gw.home.arpa' is not an IP"):
         f.llm_gateway_networks(["gw.home.arpa"], "admin source")
+
+
+def test_firewall_sources_are_split_merged_and_checked() -> None:
+    sources = f.llm_gateway_firewall_sources(
+        ["172.30.77.10", "172.30.77.1", "172.30.77.0/28", "10.0.0.7/24", "fd00::5", "fd00::/64"]
+    )
+    assert sources == {"ipv4": ["10.0.0.0/24", "172.30.77.0/28"], "ipv6": ["fd00::/64"]}
+    assert f.llm_gateway_firewall_sources(["192.168.1.10", "192.168.1.20"]) == {
+        "ipv4": ["192.168.1.10", "192.168.1.20"],
+        "ipv6": [],
+    }
+    assert f.llm_gateway_firewall_sources([]) == {"ipv4": [], "ipv6": []}
+    with pytest.raises(AnsibleFilterError, match=r"'gateway\.home\.arpa' is not an IP"):
+        f.llm_gateway_firewall_sources(["gateway.home.arpa"])

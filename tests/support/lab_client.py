@@ -79,6 +79,16 @@ def chat(
     )
 
 
+def chat_alone(
+    session: requests.Session, gateway_url: str, model: str, **extra: Any
+) -> requests.Response:
+    """`chat` on a connection of its own, with `session`'s headers (its key): for
+    requests made from several threads at once, which must not share one pool."""
+    with requests.Session() as own:
+        own.headers.update(session.headers)
+        return chat(own, gateway_url, model, **extra)
+
+
 def answered_by(response: requests.Response) -> str:
     """`provider/model` that produced an emulator answer (its reply text says so)."""
     text = response.json()["choices"][0]["message"]["content"]

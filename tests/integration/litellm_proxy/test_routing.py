@@ -22,7 +22,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support.lab_client import Emulator, answered_by, chat, wait_until
+from tests.support.lab_client import Emulator, answered_by, chat, chat_alone, wait_until
 
 CLOUD = ("openai", "anthropic", "gemini")
 REPO = Path(__file__).resolve().parents[3]
@@ -244,10 +244,8 @@ def test_a_busy_ollama_host_gets_no_more_than_its_slots_and_the_tier_takes_the_r
     start = threading.Barrier(8)
 
     def one(_: int) -> requests.Response:
-        with requests.Session() as session:
-            session.headers.update(gateway.headers)
-            start.wait()
-            return chat(session, gateway_url, "cheap")
+        start.wait()
+        return chat_alone(gateway, gateway_url, "cheap")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(one, range(8)))

@@ -25,7 +25,7 @@ import testinfra
 import yaml
 
 from tests.integration.litellm_proxy.test_security import GOOD, lab_app_key, post
-from tests.support.lab_client import Emulator, answered_by, chat, wait_until
+from tests.support.lab_client import Emulator, answered_by, chat, chat_alone, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 STATE = yaml.safe_load((REPO / "roles/gateway_state/defaults/main.yml").read_text())
@@ -197,9 +197,7 @@ def test_a_model_on_two_ollama_hosts_goes_to_the_least_busy_one_counted_in_redis
     emulators = {"llmlab-ollama": ollama_emulator, "llmlab-ollama-bookworm": bookworm}
 
     def one() -> int:
-        with requests.Session() as session:
-            session.headers.update(gateway.headers)
-            return chat(session, gateway_url, SHARED_MODEL).status_code
+        return chat_alone(gateway, gateway_url, SHARED_MODEL).status_code
 
     pairs = []
     try:

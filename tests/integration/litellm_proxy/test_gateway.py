@@ -7,6 +7,8 @@ which is the provider emulator on the providers host.
 
 from __future__ import annotations
 
+import json
+
 import requests
 
 from tests.support.lab_client import Emulator
@@ -75,3 +77,17 @@ def test_the_proxys_container_reports_healthy(hosts: dict) -> None:
     assert state == "healthy", gateway.check_output(
         "docker inspect --format '{{json .State.Health}}' litellm-proxy-litellm-1"
     )
+
+
+def test_no_worker_of_the_proxy_was_killed_by_its_supervisor(hosts: dict) -> None:
+    """uvicorn's supervisor kills a worker that leaves its ping unanswered, and a
+    new worker answers only after importing LiteLLM: with the 5 s default, a busy
+    machine lost every new worker, again and again. The role gives them longer."""
+    gateway = hosts["gateway"]
+    args = json.loads(
+        gateway.check_output("docker inspect --format '{{json .Args}}' litellm-proxy-litellm-1")
+    )
+    assert args[args.index("--timeout_worker_healthcheck") + 1] == "60", args
+    logs = gateway.check_output("docker logs litellm-proxy-litellm-1 2>&1")
+    assert "Started parent process" in logs, logs[-2000:]
+    assert " died" not in logs, [line for line in logs.splitlines() if "died" in line]

@@ -5,8 +5,8 @@
   defaults (one worker, default logging), one model pointing at the emulator;
 - ``gateway``: this project's deployment, HTTPS through HAProxy with the master key.
 
-An `Environment` starts and stops them, reads the resident memory of a proxy,
-and drives the emulator's control API. `LocalEnvironment` runs floor and shipped
+An `Environment` starts and stops them, reads the resident memory and the CPU
+time of a proxy, and drives the emulator's control API. `LocalEnvironment` runs floor and shipped
 as processes on 127.0.0.1 (for developing the benchmark anywhere); `LabEnvironment`
 uses the running Molecule lab (``make lab-up``), reached on its own addresses.
 
@@ -120,6 +120,50 @@ def proc_tree_rss_kib(root_pid: int, proc: Path = Path("/proc")) -> int:
     return total
 
 
+def cpu_stat_usec(text: str) -> int:
+    """CPU time (microseconds) a cgroup v2 ``cpu.stat`` reports: ``usage_usec``, every process
+    the cgroup ever held, including those that exited (a replaced worker)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value)
+    raise ValueError(f"no usage_usec in cpu.stat: {text[:200]!r}")
+
+
+def cgroup_v2_path(proc_cgroup: str) -> str:
+    """The cgroup v2 path of ``/proc/PID/cgroup`` (its ``0::`` line)."""
+    for line in proc_cgroup.splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip()
+    raise ValueError(f"no cgroup v2 entry in {proc_cgroup[:200]!r}")
+
+
+def proc_tree_cpu_usec(root_pid: int, proc: Path = Path("/proc")) -> int:
+    """CPU time (microseconds) of a process and its live descendants, with what they reaped
+    (utime, stime, cutime and cstime of /proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    used: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # The command name is in parentheses and may hold spaces: split after it.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        used[pid] = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        total += used.get(pid, 0)
+        pending.extend(children.get(pid, []))
+    return total * 1_000_000 // ticks
+
+
 def http_request(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -> bytes:
     """A small request (JSON body) to the emulator's control API or a health endpoint."""
     check_allowed_url(url)
@@ -197,12 +241,22 @@ class Environment(ABC):
         """Resident memory of the target's proxy (all its processes), None for no proxy."""
 
     @abstractmethod
+    def cpu_usec(self, name: str) -> dict[str, int]:
+        """CPU time (microseconds) used so far by the target's proxy, and for the gateway by its
+        TLS front; empty for no proxy. Differences of two readings are what counts."""
+
+    @abstractmethod
     def close(self) -> None:
         """Stop everything this environment started and reset the emulator."""
 
     def failover_target(self) -> tuple[Target | None, str]:
         """The gateway asked for the `balanced` alias, or None and why not."""
         return None, f"no gateway in the {self.kind} environment"
+
+    def local_targets(self) -> tuple[Target | None, Target | None, str]:
+        """An Ollama host's own chat API and the gateway asked for the same model by
+        name (what a chat page on a local model goes through), or Nones and why not."""
+        return None, None, f"no gateway or Ollama host in the {self.kind} environment"
 
     def cooldown_s(self) -> float:
         """How long the gateway keeps a failed deployment out."""
@@ -290,6 +344,11 @@ class LocalEnvironment(Environment):
             return proc_tree_rss_kib(self._shipped.pid)
         return None
 
+    def cpu_usec(self, name: str) -> dict[str, int]:
+        if name == "shipped" and self._shipped is not None:
+            return {"proxy": proc_tree_cpu_usec(self._shipped.pid)}
+        return {}
+
     def close(self) -> None:
         self.stop("shipped")
         if self._emulator is not None:
@@ -346,8 +405,13 @@ class LabEnvironment(Environment):
     kind = "lab"
     GATEWAY_HOST = "llmlab-gateway"  # the lab host (a container) that runs the gateway
     GATEWAY_CONTAINER = "litellm-proxy-litellm-1"  # the gateway's LiteLLM, inside it
+    FRONT_UNIT = "haproxy.service"  # the gateway's TLS front, a unit on the gateway host
     GATEWAY_ADDRESS = "172.30.77.10"
     EMULATOR_URL = "http://172.30.77.13:8080"
+    # The lab's trixie Ollama host, which lets the lab machine in (group_vars/ollama),
+    # and a model only it serves, so the gateway's choice is that host.
+    OLLAMA_URL = "http://172.30.77.11:11434"
+    LOCAL_MODEL = "llama3.2:1b"
     SHIPPED_CONTAINER = "bench-shipped"
     SHIPPED_PORT = 4100
     # A path inside the gateway host, not on this machine.
@@ -444,6 +508,19 @@ class LabEnvironment(Environment):
             return None
         return sum_rss_kib(self._docker("top", container, "-eo", "pid,rss"))
 
+    def cpu_usec(self, name: str) -> dict[str, int]:
+        """From the cgroups on the gateway host: the container's, and HAProxy's unit."""
+        container = {"shipped": self.SHIPPED_CONTAINER, "gateway": self.GATEWAY_CONTAINER}.get(name)
+        if container is None:
+            return {}
+        pid = self._docker("inspect", container, "--format", "{{.State.Pid}}").strip()
+        path = cgroup_v2_path(self._exec(["cat", f"/proc/{pid}/cgroup"]))
+        used = {"proxy": cpu_stat_usec(self._exec(["cat", f"/sys/fs/cgroup{path}/cpu.stat"]))}
+        if name == "gateway":
+            front = f"/sys/fs/cgroup/system.slice/{self.FRONT_UNIT}/cpu.stat"
+            used["front"] = cpu_stat_usec(self._exec(["cat", front]))
+        return used
+
     def close(self) -> None:
         try:
             self.stop("shipped")
@@ -452,6 +529,10 @@ class LabEnvironment(Environment):
 
     def failover_target(self) -> tuple[Target | None, str]:
         return self._gateway("balanced"), ""
+
+    def local_targets(self) -> tuple[Target | None, Target | None, str]:
+        ollama = Target("ollama", f"{self.OLLAMA_URL}/api/chat", {}, self.LOCAL_MODEL)
+        return ollama, self._gateway(self.LOCAL_MODEL), ""
 
     def cooldown_s(self) -> float:
         """The lab's litellm_proxy_cooldown_time (30 s if it cannot be read)."""

@@ -4,7 +4,7 @@
     python3 scripts/bench.py                   # against the running lab (`make lab-up` first)
     python3 scripts/bench.py --quick           # the same with short runs, for development
     python3 scripts/bench.py --local --quick   # 127.0.0.1 only: floor and shipped, no lab
-    python3 scripts/bench.py --phases latency  # some of: latency, failover, deploy
+    python3 scripts/bench.py --phases latency  # some of: latency, failover, soak, deploy
 
 Writes results.json, results.md and latency.png into --out (bench/results). The
 load generator is hey (Debian's package, installed when missing); every run is
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from bench.load import LoadResult
     from bench.targets import Environment, Target
 
-PHASES = ("latency", "failover", "deploy")
+PHASES = ("latency", "failover", "soak", "deploy")
 CONCURRENCY = (1, 8, 32)
 SUSTAINED_CONCURRENCY = 32
 UPSTREAM_LATENCY_MS = 50
@@ -57,6 +57,9 @@ class Durations:
 
 FULL = Durations(latency_s=10, sustained_s=30, failover_s=10, warmup_requests=20)
 QUICK = Durations(latency_s=3, sustained_s=5, failover_s=5, warmup_requests=8)
+# The soak: resident memory after this many requests in all (issue 19), at c=32.
+SOAK_CHECKPOINTS = (1_000, 20_000)
+QUICK_SOAK_CHECKPOINTS = (200, 1_000)
 
 
 def deploy_phase() -> dict[str, Any]:
@@ -100,17 +103,22 @@ def log(message: str) -> None:
     print(f"[bench {time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def write_body(workdir: Path, model: str, stream: bool) -> Path:
+def write_body(workdir: Path, model: str, stream: bool, ollama: bool = False) -> Path:
+    """A chat request: OpenAI's shape, or Ollama's own (/api/chat streams by default)."""
     import json
 
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
-        "max_tokens": 16,
     }
-    if stream:
-        body["stream"] = True
-    path = workdir / f"body-{model}{'-stream' if stream else ''}.json"
+    if ollama:
+        body.update({"stream": stream, "options": {"num_predict": 16}})
+    else:
+        body["max_tokens"] = 16
+        if stream:
+            body["stream"] = True
+    name = model.replace(":", "_").replace("/", "_")
+    path = workdir / f"body-{name}{'-ollama' if ollama else ''}{'-stream' if stream else ''}.json"
     path.write_text(json.dumps(body))
     return path
 
@@ -170,12 +178,104 @@ def measure_target(env: Environment, name: str, durations: Durations, workdir: P
 
         for kind in ("plain", "stream"):
             measured[kind] = [run(kind, c, durations.latency_s).to_json() for c in CONCURRENCY]
+        cpu_before = env.cpu_usec(name)
         sustained = run("plain", SUSTAINED_CONCURRENCY, durations.sustained_s)
+        cpu_after = env.cpu_usec(name)
         measured["sustained"] = sustained.to_json()
+        measured["sustained"]["cpu"] = cpu_per_request(
+            cpu_before, cpu_after, measured["sustained"]["requests"]
+        )
         measured["memory_kib"] = env.memory_kib(name)
         return measured
     finally:
         env.stop(name)
+
+
+def local_stream_phase(env: Environment, durations: Durations, workdir: Path) -> dict[str, Any]:
+    """Time to first byte of a streamed answer from a local model at c=1: the Ollama
+    host asked directly, and through the gateway; the difference is what a person
+    typing into a chat page waits for the gateway."""
+    from bench import report
+    from bench.load import run_hey
+
+    ollama, gateway, why = env.local_targets()
+    if ollama is None or gateway is None:
+        return {"skipped": why}
+    out: dict[str, Any] = {"model": ollama.model, "concurrency": 1, "targets": {}}
+    for target in (ollama, gateway):
+        body = write_body(workdir, target.model, stream=True, ollama=target is ollama)
+        warm_up(target, body, durations.warmup_requests)
+        result = run_hey(
+            target.url,
+            concurrency=1,
+            duration_s=durations.latency_s,
+            timeout_s=REQUEST_TIMEOUT_S,
+            body_file=body,
+            headers=target.headers,
+        )
+        log(_line(f"{target.name} local stream", result))
+        out["targets"][target.name] = result.to_json()
+    out["added_ttfb_ms"] = report.difference(
+        out["targets"]["gateway"]["ttfb_ms"], out["targets"]["ollama"]["ttfb_ms"]
+    )
+    return out
+
+
+def cpu_per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict:
+    """CPU seconds each part used between two readings, and milliseconds per request."""
+    seconds = {part: (after[part] - before[part]) / 1e6 for part in before if part in after}
+    return {
+        "requests": requests,
+        "seconds": {part: round(value, 3) for part, value in seconds.items()},
+        "ms_per_request": {
+            part: round(1000 * value / requests, 3) if requests else None
+            for part, value in seconds.items()
+        },
+    }
+
+
+def soak_phase(env: Environment, checkpoints: tuple[int, ...], workdir: Path) -> dict[str, Any]:
+    """Resident memory of each proxy after ``checkpoints`` requests in all, at c=32.
+
+    A fresh ``shipped`` starts at zero; the gateway has served the other phases
+    before (its count starts at what this phase sends, which the report says).
+    """
+    from bench.load import run_hey
+
+    out: dict[str, Any] = {"concurrency": SUSTAINED_CONCURRENCY, "targets": {}}
+    env.reset_emulator()
+    env.set_provider("openai", "ok", UPSTREAM_LATENCY_MS)
+    try:
+        for name in ("shipped", "gateway"):
+            why = env.available().get(name)
+            if why:
+                out["targets"][name] = {"skipped": why}
+                continue
+            target = env.start(name)
+            try:
+                body = write_body(workdir, target.model, stream=False)
+                points, sent, errors = [], 0, 0
+                points.append({"requests": 0, "memory_kib": env.memory_kib(name)})
+                for total in checkpoints:
+                    result = run_hey(
+                        target.url,
+                        concurrency=SUSTAINED_CONCURRENCY,
+                        requests=total - sent,
+                        timeout_s=REQUEST_TIMEOUT_S,
+                        body_file=body,
+                        headers=target.headers,
+                    )
+                    summary = result.to_json()
+                    sent, errors = total, errors + summary["errors"]
+                    kib = env.memory_kib(name)
+                    points.append({"requests": total, "memory_kib": kib})
+                    log(f"{name} soak: {total} requests, RSS {kib and kib // 1024} MiB")
+                out["targets"][name] = {"points": points, "errors": errors}
+            finally:
+                env.stop(name)
+    finally:
+        env.reset_emulator()
+    return out
 
 
 def latency_phase(env: Environment, durations: Durations, workdir: Path) -> dict[str, Any]:
@@ -199,6 +299,7 @@ def latency_phase(env: Environment, durations: Durations, workdir: Path) -> dict
         env.reset_emulator()
     out["skipped"] = skipped
     report.fill_added(out)
+    out["local_stream"] = local_stream_phase(env, durations, workdir)
     return out
 
 
@@ -397,12 +498,17 @@ def main() -> int:
             results["latency"] = latency_phase(env, durations, workdir)
         if "failover" in phases:
             results["failover"] = failover_phase(env, durations, workdir)
+        if "soak" in phases:
+            checkpoints = QUICK_SOAK_CHECKPOINTS if args.quick else SOAK_CHECKPOINTS
+            results["soak"] = soak_phase(env, checkpoints, workdir)
         results["settings"]["targets"] = env.describe()
     results.setdefault("failover", {"skipped": "phase not selected"})
+    results.setdefault("soak", {"skipped": "phase not selected"})
     results["targets"] = report.evaluate(results)
+    results["targets_round_two"] = report.evaluate_round_two(results)
     for path in report.write_outputs(results, out_dir, notes):
         log(f"wrote {path}")
-    for check in results["targets"]:
+    for check in results["targets"] + results["targets_round_two"]:
         print(f"{check['status']:>12}: {check['name']} ({check['detail']})")
     return 0
 

@@ -7,6 +7,7 @@ No Docker, no network, no matplotlib: the runs themselves are exercised by
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -262,6 +263,51 @@ def test_proc_tree_rss(tmp_path: Path) -> None:
     assert targets.proc_tree_rss_kib(20, proc=tmp_path) == 5000
 
 
+CPU_STAT = """\
+usage_usec 81234567
+user_usec 70000000
+system_usec 11234567
+nr_periods 0
+"""
+
+
+def test_cpu_stat_and_cgroup_path() -> None:
+    assert targets.cpu_stat_usec(CPU_STAT) == 81234567
+    with pytest.raises(ValueError, match="no usage_usec"):
+        targets.cpu_stat_usec("user_usec 1\n")
+    cgroup = "0::/system.slice/docker-4f1e.scope\n"
+    assert targets.cgroup_v2_path(cgroup) == "/system.slice/docker-4f1e.scope"
+    with pytest.raises(ValueError, match="no cgroup v2"):
+        targets.cgroup_v2_path("12:cpu,cpuacct:/docker/4f1e\n")
+
+
+def test_proc_tree_cpu_counts_the_tree_and_what_it_reaped(tmp_path: Path) -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    # pid: (ppid, utime, stime, cutime, cstime) in clock ticks; a name with spaces.
+    procs = {10: (1, 100, 20, 5, 1), 11: (10, 30, 10, 0, 0), 20: (1, 999, 999, 0, 0)}
+    for pid, (ppid, *times) in procs.items():
+        (tmp_path / str(pid)).mkdir()
+        fields = ["S", str(ppid), *["0"] * 9, *map(str, times), "20", "0"]
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} (uvicorn worker) {' '.join(fields)}\n")
+    (tmp_path / "self").mkdir()
+    assert targets.proc_tree_cpu_usec(10, proc=tmp_path) == 166 * 1_000_000 // ticks
+
+
+def test_cpu_per_request_is_the_difference_over_the_requests() -> None:
+    from scripts.bench import cpu_per_request
+
+    found = cpu_per_request(
+        {"proxy": 1_000_000, "front": 500_000}, {"proxy": 31_000_000, "front": 2_000_000}, 6000
+    )
+    assert found == {
+        "requests": 6000,
+        "seconds": {"proxy": 30.0, "front": 1.5},
+        "ms_per_request": {"proxy": 5.0, "front": 0.25},
+    }
+    assert cpu_per_request({}, {}, 10)["ms_per_request"] == {}
+    assert cpu_per_request({"proxy": 0}, {"proxy": 5}, 0)["ms_per_request"] == {"proxy": None}
+
+
 # --- the targets of issue 8 -------------------------------------------------
 
 
@@ -403,6 +449,58 @@ def test_local_run_measures_no_target() -> None:
 # --- Markdown ----------------------------------------------------------------
 
 
+# --- the targets of issue 19 ------------------------------------------------
+
+
+def round_two(
+    gateway_cpu: float | None = 4.0,
+    shipped_cpu: float | None = 5.0,
+    gateway_kib: int | None = 580_000,
+    shipped_kib: int | None = 400_000,
+    **kwargs: float | None,
+) -> list[str]:
+    results = results_with(**kwargs)  # type: ignore[arg-type]
+    latency = results["latency"]["targets"]
+    for name, cpu, kib in (
+        ("gateway", gateway_cpu, gateway_kib),
+        ("shipped", shipped_cpu, shipped_kib),
+    ):
+        if name not in latency:
+            continue
+        latency[name]["memory_kib"] = kib
+        if cpu is not None:
+            latency[name]["sustained"]["cpu"] = {"ms_per_request": {"proxy": cpu}}
+    return [t["status"] for t in report.evaluate_round_two(results)]
+
+
+def test_round_two_targets_all_met() -> None:
+    # Rate 3x, added p50 6 ms against shipped's 8 ms, CPU 0.8x, memory 1.45x.
+    assert round_two() == ["met"] * 4
+
+
+def test_round_two_cpu_target() -> None:
+    assert round_two(gateway_cpu=5.0)[0] == "met"  # equal holds
+    assert round_two(gateway_cpu=5.01)[0] == "missed"
+    assert round_two(gateway_cpu=None)[0] == "not measured"
+    assert round_two(shipped_cpu=None)[0] == "not measured"
+
+
+def test_round_two_memory_target() -> None:
+    assert round_two(gateway_kib=600_000)[1] == "met"  # exactly 1.5x
+    assert round_two(gateway_kib=600_001)[1] == "missed"
+    assert round_two(gateway_kib=None)[1] == "not measured"
+
+
+def test_round_two_latency_and_rate_targets() -> None:
+    # shipped adds 8 ms at c=1 (58 over a 50 ms floor): the gateway may add 9.
+    assert round_two(gateway_c1_p50=59.0)[2] == "met"
+    assert round_two(gateway_c1_p50=59.1)[2] == "missed"
+    assert round_two(gateway_rps=150.0)[3] == "met"  # 1.5x holds, 2x is the stretch
+    assert round_two(gateway_rps=149.0)[3] == "missed"
+    assert round_two(gateway_rps=300.0, gateway_errors=1)[3] == "missed"
+    assert round_two(gateway_rps=None) == ["not measured"] * 4
+
+
 def test_markdown_has_the_numbers() -> None:
     results = results_with(gateway_rps=150.0)
     results["machine"] = {
@@ -424,7 +522,7 @@ def test_markdown_has_the_numbers() -> None:
         r"2x shipped's rate.*\| \*\*missed\*\* \| 150\.0 vs 100\.0 req/s = 1\.50x", text
     )
     assert "| gateway | 1 | 56.0 | 61.0 | 6.0 | 9.0 | 50.0 | 0 |" in text
-    assert "| shipped | 32 | 30 | 100.0 | 0 | held |" in text
+    assert "| shipped | 32 | 30 | 100.0 | 0 | held | n/a | n/a |" in text
     assert "| shipped | 373.6 |" in text
     assert "| floor | no proxy |" in text
     assert "| down | after | 100 | 0 | 65.0 | 70.0 | 13.0 | 10.0 |" in text
@@ -439,7 +537,34 @@ def test_markdown_says_what_was_not_measured() -> None:
     assert "- gateway: not measured (runs only in the lab)" in text
     assert "Not measured: no gateway in the local environment." in text
     assert "Not measured: not wired." in text
-    assert text.count("**not measured**") == 4
+    assert text.count("**not measured**") == 4  # issue 19's are not evaluated here
+
+
+def test_markdown_shows_cpu_per_request_and_the_soak() -> None:
+    results = results_with()
+    sustained = results["latency"]["targets"]["gateway"]["sustained"]
+    sustained["cpu"] = {"ms_per_request": {"proxy": 4.25, "front": 0.5}}
+    results["soak"] = {
+        "concurrency": 32,
+        "targets": {
+            "gateway": {
+                "points": [
+                    {"requests": 0, "memory_kib": 1024 * 1100},
+                    {"requests": 1000, "memory_kib": 1024 * 1150},
+                    {"requests": 20000, "memory_kib": 1024 * 1160},
+                ],
+                "errors": 0,
+            },
+            "shipped": {"skipped": "not here"},
+        },
+    }
+    results["targets_round_two"] = report.evaluate_round_two(results)
+    text = report.render_markdown(results)
+    assert "## Targets (issue 19)" in text
+    assert "| gateway | 32 | 30 | 300.0 | 0 | held | 4.25 | 0.50 |" in text
+    assert "| gateway | 20000 | 1160.0 | 0 |" in text
+    assert "| gateway | 1000 | 1150.0 |  |" in text
+    assert "| shipped | not measured | not here |  |" in text
 
 
 # --- the files that run it -------------------------------------------------
@@ -465,3 +590,26 @@ def test_bench_requirements_are_pinned_and_include_the_tests() -> None:
 def test_make_bench_runs_the_script() -> None:
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^bench:.*\n\t\$\(PYTHON\) scripts/bench\.py$", makefile, re.MULTILINE)
+
+
+def test_local_stream_bodies_and_section(tmp_path: Path) -> None:
+    from scripts.bench import write_body
+
+    ollama = json.loads(write_body(tmp_path, "llama3.2:1b", stream=True, ollama=True).read_text())
+    assert ollama["stream"] is True
+    assert ollama["options"] == {"num_predict": 16}
+    assert "max_tokens" not in ollama
+    openai = json.loads(write_body(tmp_path, "llama3.2:1b", stream=True).read_text())
+    assert openai["stream"] is True
+    assert openai["max_tokens"] == 16
+    results = results_with()
+    results["latency"]["local_stream"] = {
+        "model": "llama3.2:1b",
+        "targets": {"ollama": _run(1, 20.0, 25.0), "gateway": _run(1, 31.0, 40.0)},
+        "added_ttfb_ms": {"p50": 11.0, "p99": 15.0},
+    }
+    text = report.render_markdown(results)
+    assert "| ollama | 100 | 0 | 20.0 | 25.0 |" in text
+    assert "| added by the gateway |  |  | 11.0 | 15.0 |" in text
+    results["latency"]["local_stream"] = {"skipped": "no Ollama host here"}
+    assert "Not measured: no Ollama host here." in report.render_markdown(results)

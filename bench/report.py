@@ -361,7 +361,37 @@ def _failover_section(failover: dict[str, Any] | None) -> list[str]:
                  _fmt(extra.get("p50")), _fmt(extra.get("p99"))]
             )  # fmt: skip
     header = ["case", "window", "requests", "errors", "p50 ms", "p99 ms", "extra p50 ms"]
-    return out + _table([*header, "extra p99 ms"], rows)
+    return (
+        out
+        + _table([*header, "extra p99 ms"], rows)
+        + _ollama_down_lines(failover.get("ollama_down"))
+    )
+
+
+def _ollama_down_lines(down: dict[str, Any] | None) -> list[str]:
+    out = ["### The preferred Ollama host dies", ""]
+    if not down or down.get("skipped"):
+        return [*out, f"Not measured: {(down or {}).get('skipped', 'not run')}.", ""]
+    out += [
+        f"One person's requests (c=1) to `{down['model']}`, whose cheapest deployment is a "
+        f"local model on one Ollama host; {_fmt(down.get('killed_at_s'))} s into the run "
+        "that host's server is stopped, and the tier's cloud deployments answer. Windows: "
+        "the requests started in the first second after it died, and after.",
+        "",
+    ]
+    rows = []
+    for label, part in (
+        ("host up", down.get("healthy")),
+        ("first second after it died", down.get("first_second")),
+        ("after", down.get("after")),
+    ):
+        if part:
+            lat = part.get("latency_ms", {})
+            rows.append(
+                [label, str(part["requests"]), str(part["errors"]), _fmt(lat.get("p50")),
+                 _fmt(lat.get("p99"))]
+            )  # fmt: skip
+    return out + _table(["case", "requests", "errors", "p50 ms", "p99 ms"], rows)
 
 
 def _soak_section(soak: dict[str, Any] | None) -> list[str]:

@@ -253,6 +253,14 @@ class Environment(ABC):
         """The gateway asked for the `balanced` alias, or None and why not."""
         return None, f"no gateway in the {self.kind} environment"
 
+    def stop_ollama_host(self) -> None:
+        """Stop the preferred Ollama host's server (the one `local_targets` asks)."""
+        raise NotImplementedError(f"no Ollama host in the {self.kind} environment")
+
+    def start_ollama_host(self) -> None:
+        """Start it again and wait until it answers."""
+        raise NotImplementedError(f"no Ollama host in the {self.kind} environment")
+
     def local_targets(self) -> tuple[Target | None, Target | None, str]:
         """An Ollama host's own chat API and the gateway asked for the same model by
         name (what a chat page on a local model goes through), or Nones and why not."""
@@ -411,6 +419,7 @@ class LabEnvironment(Environment):
     # The lab's trixie Ollama host, which lets the lab machine in (group_vars/ollama),
     # and a model only it serves, so the gateway's choice is that host.
     OLLAMA_URL = "http://172.30.77.11:11434"
+    OLLAMA_HOST = "llmlab-ollama"
     LOCAL_MODEL = "llama3.2:1b"
     SHIPPED_CONTAINER = "bench-shipped"
     SHIPPED_PORT = 4100
@@ -530,6 +539,13 @@ class LabEnvironment(Environment):
     def failover_target(self) -> tuple[Target | None, str]:
         return self._gateway("balanced"), ""
 
+    def stop_ollama_host(self) -> None:
+        self._exec_on(self.OLLAMA_HOST, ["systemctl", "stop", "ollama"])
+
+    def start_ollama_host(self) -> None:
+        self._exec_on(self.OLLAMA_HOST, ["systemctl", "start", "ollama"])
+        wait_until_ready(f"{self.OLLAMA_URL}/api/version", 60)
+
     def local_targets(self) -> tuple[Target | None, Target | None, str]:
         ollama = Target("ollama", f"{self.OLLAMA_URL}/api/chat", {}, self.LOCAL_MODEL)
         return ollama, self._gateway(self.LOCAL_MODEL), ""
@@ -554,12 +570,19 @@ class LabEnvironment(Environment):
 
     def _exec(self, argv: list[str], *, stdin: str | None = None, check: bool = True) -> str:
         """Run a command on the gateway host (``docker exec``); return its stdout."""
-        command = ["docker", "exec", *(["-i"] if stdin is not None else []), self.GATEWAY_HOST]
+        return self._exec_on(self.GATEWAY_HOST, argv, stdin=stdin, check=check)
+
+    @staticmethod
+    def _exec_on(
+        host: str, argv: list[str], *, stdin: str | None = None, check: bool = True
+    ) -> str:
+        """Run a command on a lab host (``docker exec``); return its stdout."""
+        command = ["docker", "exec", *(["-i"] if stdin is not None else []), host]
         done = subprocess.run(
             [*command, *argv], input=stdin, capture_output=True, text=True, timeout=120, check=False
         )
         if check and done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} on {self.GATEWAY_HOST}: {done.stderr.strip()}")
+            raise RuntimeError(f"{' '.join(argv)} on {host}: {done.stderr.strip()}")
         return done.stdout
 
     def _docker(self, *args: str, check: bool = True) -> str:

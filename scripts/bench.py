@@ -20,7 +20,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ REQUEST_TIMEOUT_S = 20  # hey -t in the latency phase
 FAILOVER_TIMEOUT_S = 60  # hey -t with a hanging upstream (the gateway gives up first)
 FAILOVER_CONCURRENCY = 8
 FAILOVER_MODES = ("down", "timeout", "rate_limit")
+OLLAMA_KILL_AT_S = 3.0  # into the run, the preferred Ollama host's server is stopped
 # The lab's `balanced` tier: gemini-2.5-flash is cheaper, so preferred; then claude-haiku-4-5.
 PREFERRED, FALLBACK = "gemini", "anthropic"
 _START = time.monotonic()
@@ -221,6 +222,66 @@ def local_stream_phase(env: Environment, durations: Durations, workdir: Path) ->
     return out
 
 
+def ollama_down_phase(env: Environment, durations: Durations, workdir: Path) -> dict[str, Any]:
+    """One person's requests (c=1) to the local model through the gateway while the
+    Ollama host that serves it dies: what the requests in the first second after
+    it died waited, and those after, against the same requests with the host up.
+    The model is in the `cheap` tier, so the tier's cloud deployments answer next."""
+    import threading
+
+    from bench import report
+    from bench.load import run_hey
+
+    _, gateway, why = env.local_targets()
+    if gateway is None:
+        return {"skipped": why}
+    target = replace(gateway, model="cheap")
+    body = write_body(workdir, target.model, stream=False)
+    seconds = max(durations.failover_s, OLLAMA_KILL_AT_S + 3)
+
+    def run() -> LoadResult:
+        return run_hey(
+            target.url,
+            concurrency=1,
+            duration_s=seconds,
+            timeout_s=FAILOVER_TIMEOUT_S,
+            body_file=body,
+            headers=target.headers,
+        )
+
+    env.reset_emulator()
+    env.set_provider("openai", "ok", UPSTREAM_LATENCY_MS)
+    env.set_provider("gemini", "ok", UPSTREAM_LATENCY_MS)
+    out: dict[str, Any] = {"model": target.model, "concurrency": 1, "duration_s": seconds}
+    try:
+        warm_up(target, body, durations.warmup_requests)
+        out["healthy"] = run().to_json()
+        log(f"ollama down: healthy p50 {out['healthy']['latency_ms']['p50']} ms")
+        found: dict[str, LoadResult] = {}
+        load = threading.Thread(target=lambda: found.setdefault("run", run()))
+        started = time.monotonic()
+        load.start()
+        time.sleep(OLLAMA_KILL_AT_S)
+        killed_at = time.monotonic() - started
+        env.stop_ollama_host()
+        load.join()
+        result = found["run"]
+        log(_line("ollama down", result))
+        first = report.FIRST_WINDOW_S
+        out.update(
+            killed_at_s=round(killed_at, 3),
+            run=result.to_json(),
+            first_second=result.window(killed_at, killed_at + first),
+            after=result.window(killed_at + first),
+        )
+    finally:
+        try:
+            env.start_ollama_host()
+        finally:
+            env.reset_emulator()
+    return out
+
+
 def cpu_per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict:
     """CPU seconds each part used between two readings, and milliseconds per request."""
     seconds = {part: (after[part] - before[part]) / 1e6 for part in before if part in after}
@@ -393,6 +454,7 @@ def failover_phase(env: Environment, durations: Durations, workdir: Path) -> dic
     finally:
         env.reset_emulator()
     report.fill_failover_extra(out)
+    out["ollama_down"] = ollama_down_phase(env, durations, workdir)
     return out
 
 

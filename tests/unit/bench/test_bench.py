@@ -613,3 +613,22 @@ def test_local_stream_bodies_and_section(tmp_path: Path) -> None:
     assert "| added by the gateway |  |  | 11.0 | 15.0 |" in text
     results["latency"]["local_stream"] = {"skipped": "no Ollama host here"}
     assert "Not measured: no Ollama host here." in report.render_markdown(results)
+
+
+def test_the_ollama_host_dying_has_its_table() -> None:
+    results = results_with()
+    results["failover"]["ollama_down"] = {
+        "model": "cheap",
+        "killed_at_s": 3.0,
+        "healthy": _run(1, 12.0, 15.0),
+        "first_second": _run(1, 70.0, 90.0, requests=9, errors=1),
+        "after": _run(1, 60.0, 66.0),
+    }
+    text = report.render_markdown(results)
+    assert "3.0 s into the run" in text
+    assert "| host up | 100 | 0 | 12.0 | 15.0 |" in text
+    assert "| first second after it died | 9 | 1 | 70.0 | 90.0 |" in text
+    results["failover"]["ollama_down"] = {"skipped": "no Ollama host in the local environment"}
+    assert "Not measured: no Ollama host in the local environment." in report.render_markdown(
+        results
+    )

@@ -302,14 +302,20 @@ def _latency_sections(latency: dict[str, Any]) -> list[str]:
     out += ["### Resident memory of the proxy (after the runs)", ""]
     rows = []
     for name, target in targets:
-        kib = target.get("memory_kib")
-        rows.append([name, "no proxy" if kib is None else _fmt(kib / 1024)])
-    out += _table(["target", "RSS MiB"], rows)
+        kib, anon = target.get("memory_kib"), target.get("anon_memory_kib")
+        rows.append(
+            [name, "no proxy" if kib is None else _fmt(kib / 1024), _mib(anon)]
+        )  # fmt: skip
+    out += _table(["target", "RSS MiB (sum over processes)", "anonymous MiB (counted once)"], rows)
     for name, reason in (latency.get("skipped") or {}).items():
         out.append(f"- {name}: not measured ({reason})")
     if latency.get("skipped"):
         out.append("")
     return out
+
+
+def _mib(kib: float | None) -> str:
+    return "n/a" if kib is None else _fmt(kib / 1024)
 
 
 def _local_stream_lines(local: dict[str, Any] | None) -> list[str]:
@@ -407,14 +413,16 @@ def _soak_section(soak: dict[str, Any] | None) -> list[str]:
     rows = []
     for name, target in _ordered(soak.get("targets", {})):
         if target.get("skipped"):
-            rows.append([name, "not measured", target["skipped"], ""])
+            rows.append([name, "not measured", target["skipped"], "", ""])
             continue
         for point in target.get("points", []):
-            kib = point.get("memory_kib")
-            rows.append([name, str(point["requests"]), _fmt(kib and kib / 1024), ""])
-        if rows:
-            rows[-1][3] = str(target.get("errors", "n/a"))
-    return out + _table(["target", "requests", "RSS MiB", "errors in the soak"], rows)
+            rows.append(
+                [name, str(point["requests"]), _mib(point.get("memory_kib")),
+                 _mib(point.get("anon_memory_kib")), ""]
+            )  # fmt: skip
+        rows[-1][4] = str(target.get("errors", "n/a"))
+    header = ["target", "requests", "RSS MiB", "anonymous MiB", "errors in the soak"]
+    return out + _table(header, rows)
 
 
 def _deploy_section(deploy: dict[str, Any] | None) -> list[str]:

@@ -130,6 +130,16 @@ def cpu_stat_usec(text: str) -> int:
     raise ValueError(f"no usage_usec in cpu.stat: {text[:200]!r}")
 
 
+def memory_stat_anon_kib(text: str) -> int:
+    """Anonymous memory (KiB) a cgroup v2 ``memory.stat`` reports: the processes'
+    own memory, each page counted once however many forked workers share it."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "anon":
+            return int(value) // 1024
+    raise ValueError(f"no anon in memory.stat: {text[:200]!r}")
+
+
 def cgroup_v2_path(proc_cgroup: str) -> str:
     """The cgroup v2 path of ``/proc/PID/cgroup`` (its ``0::`` line)."""
     for line in proc_cgroup.splitlines():
@@ -239,6 +249,10 @@ class Environment(ABC):
     @abstractmethod
     def memory_kib(self, name: str) -> int | None:
         """Resident memory of the target's proxy (all its processes), None for no proxy."""
+
+    def anon_memory_kib(self, name: str) -> int | None:
+        """The proxy's anonymous memory counted once (its cgroup's), None where unknown."""
+        return None
 
     @abstractmethod
     def cpu_usec(self, name: str) -> dict[str, int]:
@@ -517,14 +531,26 @@ class LabEnvironment(Environment):
             return None
         return sum_rss_kib(self._docker("top", container, "-eo", "pid,rss"))
 
-    def cpu_usec(self, name: str) -> dict[str, int]:
-        """From the cgroups on the gateway host: the container's, and HAProxy's unit."""
+    def _cgroup(self, name: str) -> str | None:
+        """The cgroup folder of the target's container, on the gateway host."""
         container = {"shipped": self.SHIPPED_CONTAINER, "gateway": self.GATEWAY_CONTAINER}.get(name)
         if container is None:
-            return {}
+            return None
         pid = self._docker("inspect", container, "--format", "{{.State.Pid}}").strip()
-        path = cgroup_v2_path(self._exec(["cat", f"/proc/{pid}/cgroup"]))
-        used = {"proxy": cpu_stat_usec(self._exec(["cat", f"/sys/fs/cgroup{path}/cpu.stat"]))}
+        return "/sys/fs/cgroup" + cgroup_v2_path(self._exec(["cat", f"/proc/{pid}/cgroup"]))
+
+    def anon_memory_kib(self, name: str) -> int | None:
+        folder = self._cgroup(name)
+        if folder is None:
+            return None
+        return memory_stat_anon_kib(self._exec(["cat", f"{folder}/memory.stat"]))
+
+    def cpu_usec(self, name: str) -> dict[str, int]:
+        """From the cgroups on the gateway host: the container's, and HAProxy's unit."""
+        folder = self._cgroup(name)
+        if folder is None:
+            return {}
+        used = {"proxy": cpu_stat_usec(self._exec(["cat", f"{folder}/cpu.stat"]))}
         if name == "gateway":
             front = f"/sys/fs/cgroup/system.slice/{self.FRONT_UNIT}/cpu.stat"
             used["front"] = cpu_stat_usec(self._exec(["cat", front]))

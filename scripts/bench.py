@@ -187,6 +187,7 @@ def measure_target(env: Environment, name: str, durations: Durations, workdir: P
             cpu_before, cpu_after, measured["sustained"]["requests"]
         )
         measured["memory_kib"] = env.memory_kib(name)
+        measured["anon_memory_kib"] = env.anon_memory_kib(name)
         return measured
     finally:
         env.stop(name)
@@ -295,6 +296,14 @@ def cpu_per_request(before: dict[str, int], after: dict[str, int], requests: int
     }
 
 
+def memory_point(env: Environment, name: str, requests: int) -> dict[str, Any]:
+    return {
+        "requests": requests,
+        "memory_kib": env.memory_kib(name),
+        "anon_memory_kib": env.anon_memory_kib(name),
+    }
+
+
 def soak_phase(env: Environment, checkpoints: tuple[int, ...], workdir: Path) -> dict[str, Any]:
     """Resident memory of each proxy after ``checkpoints`` requests in all, at c=32.
 
@@ -316,7 +325,7 @@ def soak_phase(env: Environment, checkpoints: tuple[int, ...], workdir: Path) ->
             try:
                 body = write_body(workdir, target.model, stream=False)
                 points, sent, errors = [], 0, 0
-                points.append({"requests": 0, "memory_kib": env.memory_kib(name)})
+                points.append(memory_point(env, name, 0))
                 for total in checkpoints:
                     result = run_hey(
                         target.url,
@@ -328,9 +337,8 @@ def soak_phase(env: Environment, checkpoints: tuple[int, ...], workdir: Path) ->
                     )
                     summary = result.to_json()
                     sent, errors = total, errors + summary["errors"]
-                    kib = env.memory_kib(name)
-                    points.append({"requests": total, "memory_kib": kib})
-                    log(f"{name} soak: {total} requests, RSS {kib and kib // 1024} MiB")
+                    points.append(memory_point(env, name, total))
+                    log(f"{name} soak: {points[-1]}")
                 out["targets"][name] = {"points": points, "errors": errors}
             finally:
                 env.stop(name)

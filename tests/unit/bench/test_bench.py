@@ -273,6 +273,9 @@ nr_periods 0
 
 def test_cpu_stat_and_cgroup_path() -> None:
     assert targets.cpu_stat_usec(CPU_STAT) == 81234567
+    assert targets.memory_stat_anon_kib("file 4096\nanon 419430400\nkernel 8192\n") == 409600
+    with pytest.raises(ValueError, match="no anon"):
+        targets.memory_stat_anon_kib("file 1\n")
     with pytest.raises(ValueError, match="no usage_usec"):
         targets.cpu_stat_usec("user_usec 1\n")
     cgroup = "0::/system.slice/docker-4f1e.scope\n"
@@ -523,8 +526,8 @@ def test_markdown_has_the_numbers() -> None:
     )
     assert "| gateway | 1 | 56.0 | 61.0 | 6.0 | 9.0 | 50.0 | 0 |" in text
     assert "| shipped | 32 | 30 | 100.0 | 0 | held | n/a | n/a |" in text
-    assert "| shipped | 373.6 |" in text
-    assert "| floor | no proxy |" in text
+    assert "| shipped | 373.6 | n/a |" in text
+    assert "| floor | no proxy | n/a |" in text
     assert "| down | after | 100 | 0 | 65.0 | 70.0 | 13.0 | 10.0 |" in text
     assert "| idempotent re-run of site.yml (changed=0) | 45.0 |" in text
     assert "HAProxy's TLS costs 2 ms." in text
@@ -551,7 +554,7 @@ def test_markdown_shows_cpu_per_request_and_the_soak() -> None:
                 "points": [
                     {"requests": 0, "memory_kib": 1024 * 1100},
                     {"requests": 1000, "memory_kib": 1024 * 1150},
-                    {"requests": 20000, "memory_kib": 1024 * 1160},
+                    {"requests": 20000, "memory_kib": 1024 * 1160, "anon_memory_kib": 1024 * 800},
                 ],
                 "errors": 0,
             },
@@ -562,9 +565,9 @@ def test_markdown_shows_cpu_per_request_and_the_soak() -> None:
     text = report.render_markdown(results)
     assert "## Targets (issue 19)" in text
     assert "| gateway | 32 | 30 | 300.0 | 0 | held | 4.25 | 0.50 |" in text
-    assert "| gateway | 20000 | 1160.0 | 0 |" in text
-    assert "| gateway | 1000 | 1150.0 |  |" in text
-    assert "| shipped | not measured | not here |  |" in text
+    assert "| gateway | 20000 | 1160.0 | 800.0 | 0 |" in text
+    assert "| gateway | 1000 | 1150.0 | n/a |  |" in text
+    assert "| shipped | not measured | not here |  |  |" in text
 
 
 # --- the files that run it -------------------------------------------------

@@ -120,32 +120,58 @@ def proc_tree_rss_kib(root_pid: int, proc: Path = Path("/proc")) -> int:
     return total
 
 
-def cpu_stat_usec(text: str) -> int:
-    """CPU time (microseconds) a cgroup v2 ``cpu.stat`` reports: ``usage_usec``, every process
-    the cgroup ever held, including those that exited (a replaced worker)."""
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "usage_usec":
-            return int(value)
-    raise ValueError(f"no usage_usec in cpu.stat: {text[:200]!r}")
-
-
-def memory_stat_anon_kib(text: str) -> int:
-    """Anonymous memory (KiB) a cgroup v2 ``memory.stat`` reports: the processes'
-    own memory, each page counted once however many forked workers share it."""
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "anon":
-            return int(value) // 1024
-    raise ValueError(f"no anon in memory.stat: {text[:200]!r}")
-
-
-def cgroup_v2_path(proc_cgroup: str) -> str:
-    """The cgroup v2 path of ``/proc/PID/cgroup`` (its ``0::`` line)."""
+def cgroup_counters(proc_cgroup: str) -> dict[str, tuple[str, str]]:
+    """Where the cgroup of a process (its ``/proc/PID/cgroup``) counts CPU and memory:
+    ``{"cpu": (file, field), "memory": (file, field)}``. With cgroup v2 those are
+    ``cpu.stat``'s usage_usec and ``memory.stat``'s anon; on a v1 (or hybrid) host,
+    where the v2 tree has no controllers, ``cpuacct.usage`` (ns) and ``memory.stat``'s
+    total_rss. Both count every process the container held, replaced workers too,
+    and each memory page once however many forked workers share it."""
+    v1: dict[str, str] = {}
+    v2 = None
     for line in proc_cgroup.splitlines():
-        if line.startswith("0::"):
-            return line[3:].strip()
-    raise ValueError(f"no cgroup v2 entry in {proc_cgroup[:200]!r}")
+        _, controllers, path = line.strip().split(":", 2)
+        if controllers:
+            v1.update(dict.fromkeys(controllers.split(","), path))
+        else:
+            v2 = path
+    if "cpuacct" in v1 and "memory" in v1:
+        return {
+            "cpu": (f"/sys/fs/cgroup/cpuacct{v1['cpuacct']}/cpuacct.usage", ""),
+            "memory": (f"/sys/fs/cgroup/memory{v1['memory']}/memory.stat", "total_rss"),
+        }
+    if v2 is None:
+        raise ValueError(f"no cgroup with CPU and memory counters in {proc_cgroup[:200]!r}")
+    folder = "/sys/fs/cgroup" + v2.rstrip("/")
+    return {
+        "cpu": (f"{folder}/cpu.stat", "usage_usec"),
+        "memory": (f"{folder}/memory.stat", "anon"),
+    }
+
+
+def counter_value(text: str, field: str) -> int:
+    """A counter from a cgroup file: the ``field`` line of a stat file, or the file's
+    only number when ``field`` is empty."""
+    if not field:
+        return int(text.strip())
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == field:
+            return int(value)
+    raise ValueError(f"no {field} in {text[:200]!r}")
+
+
+def cpu_usec_of(counters: dict[str, tuple[str, str]], text: str) -> int:
+    """CPU time in microseconds from the cpu counter's file (v1 counts nanoseconds)."""
+    value = counter_value(text, counters["cpu"][1])
+    return value if counters["cpu"][1] else value // 1000
+
+
+def stat_cpu_ticks(stat: str) -> tuple[int, int]:
+    """(parent pid, utime + stime + cutime + cstime) of a ``/proc/PID/stat`` line."""
+    # The command name is in parentheses and may hold spaces: split after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]), sum(int(fields[i]) for i in (11, 12, 13, 14))
 
 
 def proc_tree_cpu_usec(root_pid: int, proc: Path = Path("/proc")) -> int:
@@ -158,14 +184,12 @@ def proc_tree_cpu_usec(root_pid: int, proc: Path = Path("/proc")) -> int:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            ppid, ticks_used = stat_cpu_ticks((entry / "stat").read_text())
         except OSError:
             continue  # gone meanwhile
-        # The command name is in parentheses and may hold spaces: split after it.
-        fields = stat[stat.rindex(")") + 2 :].split()
         pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        used[pid] = sum(int(fields[i]) for i in (11, 12, 13, 14))
+        children.setdefault(ppid, []).append(pid)
+        used[pid] = ticks_used
     total, pending = 0, [root_pid]
     while pending:
         pid = pending.pop()
@@ -531,29 +555,33 @@ class LabEnvironment(Environment):
             return None
         return sum_rss_kib(self._docker("top", container, "-eo", "pid,rss"))
 
-    def _cgroup(self, name: str) -> str | None:
-        """The cgroup folder of the target's container, on the gateway host."""
+    def _counters(self, name: str) -> dict[str, tuple[str, str]] | None:
+        """Where the cgroup of the target's container counts, on the gateway host."""
         container = {"shipped": self.SHIPPED_CONTAINER, "gateway": self.GATEWAY_CONTAINER}.get(name)
         if container is None:
             return None
         pid = self._docker("inspect", container, "--format", "{{.State.Pid}}").strip()
-        return "/sys/fs/cgroup" + cgroup_v2_path(self._exec(["cat", f"/proc/{pid}/cgroup"]))
+        return cgroup_counters(self._exec(["cat", f"/proc/{pid}/cgroup"]))
 
     def anon_memory_kib(self, name: str) -> int | None:
-        folder = self._cgroup(name)
-        if folder is None:
+        counters = self._counters(name)
+        if counters is None:
             return None
-        return memory_stat_anon_kib(self._exec(["cat", f"{folder}/memory.stat"]))
+        path, field = counters["memory"]
+        return counter_value(self._exec(["cat", path]), field) // 1024
 
     def cpu_usec(self, name: str) -> dict[str, int]:
-        """From the cgroups on the gateway host: the container's, and HAProxy's unit."""
-        folder = self._cgroup(name)
-        if folder is None:
+        """The container's cgroup, and HAProxy's processes (its master and workers)."""
+        counters = self._counters(name)
+        if counters is None:
             return {}
-        used = {"proxy": cpu_stat_usec(self._exec(["cat", f"{folder}/cpu.stat"]))}
+        used = {"proxy": cpu_usec_of(counters, self._exec(["cat", counters["cpu"][0]]))}
         if name == "gateway":
-            front = f"/sys/fs/cgroup/system.slice/{self.FRONT_UNIT}/cpu.stat"
-            used["front"] = cpu_stat_usec(self._exec(["cat", front]))
+            main = self._exec(["systemctl", "show", "-p", "MainPID", "--value", self.FRONT_UNIT])
+            children = self._exec(["pgrep", "-P", main.strip()], check=False).split()
+            stats = self._exec(["cat", *(f"/proc/{pid}/stat" for pid in [main.strip(), *children])])
+            ticks = sum(stat_cpu_ticks(line)[1] for line in stats.splitlines() if line.strip())
+            used["front"] = ticks * 1_000_000 // os.sysconf("SC_CLK_TCK")
         return used
 
     def close(self) -> None:

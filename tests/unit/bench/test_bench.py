@@ -271,17 +271,41 @@ nr_periods 0
 """
 
 
-def test_cpu_stat_and_cgroup_path() -> None:
-    assert targets.cpu_stat_usec(CPU_STAT) == 81234567
-    assert targets.memory_stat_anon_kib("file 4096\nanon 419430400\nkernel 8192\n") == 409600
+V1_CGROUP = """\
+13:hugetlb:/docker/4f1e
+4:memory:/docker/4f1e
+2:cpuacct:/docker/4f1e
+1:cpu:/docker/4f1e
+0::/docker/4f1e
+"""
+
+
+def test_cgroup_counters_on_v2_and_v1_hosts() -> None:
+    v2 = targets.cgroup_counters("0::/system.slice/docker-4f1e.scope\n")
+    assert v2 == {
+        "cpu": ("/sys/fs/cgroup/system.slice/docker-4f1e.scope/cpu.stat", "usage_usec"),
+        "memory": ("/sys/fs/cgroup/system.slice/docker-4f1e.scope/memory.stat", "anon"),
+    }
+    assert targets.cpu_usec_of(v2, CPU_STAT) == 81234567
+    # A v1 (hybrid) host, as the lab's: the v2 tree has no controllers there.
+    v1 = targets.cgroup_counters(V1_CGROUP)
+    assert v1 == {
+        "cpu": ("/sys/fs/cgroup/cpuacct/docker/4f1e/cpuacct.usage", ""),
+        "memory": ("/sys/fs/cgroup/memory/docker/4f1e/memory.stat", "total_rss"),
+    }
+    assert targets.cpu_usec_of(v1, "81234567890\n") == 81234567
+    stat = "cache 4096\nrss 1024\ntotal_rss 419430400\n"
+    assert targets.counter_value(stat, "total_rss") == 419430400
+    assert targets.counter_value("file 4096\nanon 2048\n", "anon") == 2048
     with pytest.raises(ValueError, match="no anon"):
-        targets.memory_stat_anon_kib("file 1\n")
-    with pytest.raises(ValueError, match="no usage_usec"):
-        targets.cpu_stat_usec("user_usec 1\n")
-    cgroup = "0::/system.slice/docker-4f1e.scope\n"
-    assert targets.cgroup_v2_path(cgroup) == "/system.slice/docker-4f1e.scope"
-    with pytest.raises(ValueError, match="no cgroup v2"):
-        targets.cgroup_v2_path("12:cpu,cpuacct:/docker/4f1e\n")
+        targets.counter_value("file 1\n", "anon")
+    with pytest.raises(ValueError, match="no cgroup"):
+        targets.cgroup_counters("12:pids:/docker/4f1e\n")
+
+
+def test_stat_cpu_ticks_reads_past_a_name_with_spaces() -> None:
+    fields = ["S", "7", *["0"] * 9, "100", "20", "5", "1", "20"]
+    assert targets.stat_cpu_ticks(f"42 (haproxy (worker) x) {' '.join(fields)}\n") == (7, 126)
 
 
 def test_proc_tree_cpu_counts_the_tree_and_what_it_reaped(tmp_path: Path) -> None:

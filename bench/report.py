@@ -314,14 +314,21 @@ def _latency_sections(latency: dict[str, Any]) -> list[str]:
     return out
 
 
+def _heading(title: str, part: dict[str, Any] | None) -> tuple[list[str], bool]:
+    """A section's heading, with why it was not measured if it was not; and whether it was."""
+    if part and not part.get("skipped"):
+        return [title, ""], True
+    return [title, "", f"Not measured: {(part or {}).get('skipped', 'not run')}.", ""], False
+
+
 def _mib(kib: float | None) -> str:
     return "n/a" if kib is None else _fmt(kib / 1024)
 
 
 def _local_stream_lines(local: dict[str, Any] | None) -> list[str]:
-    out = ["### Time to first byte, streaming from a local model at c=1", ""]
-    if not local or local.get("skipped"):
-        return [*out, f"Not measured: {(local or {}).get('skipped', 'not run')}.", ""]
+    out, measured = _heading("### Time to first byte, streaming from a local model at c=1", local)
+    if not measured:
+        return out
     out += [
         f"`{local['model']}` asked from the Ollama host's own API (`ollama`), and "
         "through the gateway by its name (`gateway`): what a person typing into a chat "
@@ -375,9 +382,9 @@ def _failover_section(failover: dict[str, Any] | None) -> list[str]:
 
 
 def _ollama_down_lines(down: dict[str, Any] | None) -> list[str]:
-    out = ["### The preferred Ollama host dies", ""]
-    if not down or down.get("skipped"):
-        return [*out, f"Not measured: {(down or {}).get('skipped', 'not run')}.", ""]
+    out, measured = _heading("### The preferred Ollama host dies", down)
+    if not measured:
+        return out
     out += [
         f"One person's requests (c=1) to `{down['model']}`, whose cheapest deployment is a "
         f"local model on one Ollama host; {_fmt(down.get('killed_at_s'))} s into the run "
@@ -401,9 +408,9 @@ def _ollama_down_lines(down: dict[str, Any] | None) -> list[str]:
 
 
 def _soak_section(soak: dict[str, Any] | None) -> list[str]:
-    out = ["## Memory under a soak", ""]
-    if not soak or soak.get("skipped"):
-        return [*out, f"Not measured: {(soak or {}).get('skipped', 'not run')}.", ""]
+    out, measured = _heading("## Memory under a soak", soak)
+    if not measured:
+        return out
     out += [
         f"Resident memory of the proxy (all its processes) after that many requests at "
         f"c={soak.get('concurrency')}, counted from this phase's start: `shipped` starts "
@@ -426,9 +433,9 @@ def _soak_section(soak: dict[str, Any] | None) -> list[str]:
 
 
 def _deploy_section(deploy: dict[str, Any] | None) -> list[str]:
-    out = ["## Deployment", ""]
-    if not deploy or deploy.get("skipped"):
-        return [*out, f"Not measured: {(deploy or {}).get('skipped', 'not run')}.", ""]
+    out, measured = _heading("## Deployment", deploy)
+    if not measured:
+        return out
     rows = [
         ["converge of the lab from fresh hosts (no image builds)",
          _fmt(deploy.get("converge_fresh_s"))],

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -97,27 +98,38 @@ def sum_rss_kib(ps_output: str) -> int:
     return sum(int(words[-1]) for words in lines if words and words[-1].isdigit())
 
 
-def proc_tree_rss_kib(root_pid: int, proc: Path = Path("/proc")) -> int:
-    """Resident memory of a process and all its descendants, from /proc (KiB)."""
+def _proc_tree_sum(root_pid: int, proc: Path, read: Callable[[Path], tuple[int, int]]) -> int:
+    """Sum ``read(/proc/PID)``'s value over a process and all its descendants;
+    ``read`` gives (parent pid, value) and may raise OSError for a process gone."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    values: dict[int, int] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            status = (entry / "status").read_text()
+            ppid, value = read(entry)
         except OSError:
             continue  # gone meanwhile
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         pid = int(entry.name)
-        children.setdefault(int(fields.get("PPid", "0").strip()), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+        children.setdefault(ppid, []).append(pid)
+        values[pid] = value
     total, pending = 0, [root_pid]
     while pending:
         pid = pending.pop()
-        total += rss.get(pid, 0)
+        total += values.get(pid, 0)
         pending.extend(children.get(pid, []))
     return total
+
+
+def _status_rss_kib(entry: Path) -> tuple[int, int]:
+    status = (entry / "status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields.get("PPid", "0").strip()), int(fields.get("VmRSS", "0 kB").split()[0])
+
+
+def proc_tree_rss_kib(root_pid: int, proc: Path = Path("/proc")) -> int:
+    """Resident memory of a process and all its descendants, from /proc (KiB)."""
+    return _proc_tree_sum(root_pid, proc, _status_rss_kib)
 
 
 def cgroup_counters(proc_cgroup: str) -> dict[str, tuple[str, str]]:
@@ -177,25 +189,10 @@ def stat_cpu_ticks(stat: str) -> tuple[int, int]:
 def proc_tree_cpu_usec(root_pid: int, proc: Path = Path("/proc")) -> int:
     """CPU time (microseconds) of a process and its live descendants, with what they reaped
     (utime, stime, cutime and cstime of /proc/PID/stat)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    used: dict[int, int] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid, ticks_used = stat_cpu_ticks((entry / "stat").read_text())
-        except OSError:
-            continue  # gone meanwhile
-        pid = int(entry.name)
-        children.setdefault(ppid, []).append(pid)
-        used[pid] = ticks_used
-    total, pending = 0, [root_pid]
-    while pending:
-        pid = pending.pop()
-        total += used.get(pid, 0)
-        pending.extend(children.get(pid, []))
-    return total * 1_000_000 // ticks
+    ticks = _proc_tree_sum(
+        root_pid, proc, lambda entry: stat_cpu_ticks((entry / "stat").read_text())
+    )
+    return ticks * 1_000_000 // os.sysconf("SC_CLK_TCK")
 
 
 def http_request(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -> bytes:

@@ -32,10 +32,12 @@ class Undefined(jinja2.ChainableUndefined, jinja2.StrictUndefined):
     other use of an undefined value fails."""
 
 
-def role_filters(role: str) -> ModuleType | None:
-    """The role's own filter plugin module, if it has one."""
-    path = REPO / "roles" / role / "filter_plugins" / f"{role}.py"
-    return load(str(path.relative_to(REPO)), f"{role}_filters") if path.is_file() else None
+def role_filters(role: str, module: str = "") -> ModuleType | None:
+    """One of the role's filter plugin modules (the one named after the role
+    unless ``module`` is given), if it has it."""
+    name = module or role
+    path = REPO / "roles" / role / "filter_plugins" / f"{name}.py"
+    return load(str(path.relative_to(REPO)), f"{role}_{name}_filters") if path.is_file() else None
 
 
 class RoleVars(Mapping[str, Any]):
@@ -91,9 +93,10 @@ def with_filters(role: str, env: jinja2.Environment) -> jinja2.Environment:
     env.filters.update(core)
     env.tests.update(AnsibleCoreTests().tests())  # search, match, ...
     env.filters.update(SHARED_FILTERS.FilterModule().filters())
-    own = role_filters(role)
-    if own is not None:
-        env.filters.update(own.FilterModule().filters())
+    for path in sorted((REPO / "roles" / role / "filter_plugins").glob("*.py")):
+        own = role_filters(role, path.stem)
+        if own is not None:
+            env.filters.update(own.FilterModule().filters())
     return env
 
 

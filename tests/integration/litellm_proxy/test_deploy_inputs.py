@@ -62,6 +62,13 @@ CASES = {
         {"litellm_proxy_models": [*DEFAULT_MODELS, DEFAULT_MODELS[0]]},
         ["model names must be unique; repeated: gpt-4o-mini"],
     ),
+    "second-gateway-on-loopback": (
+        {"litellm_proxy_peer_bind_address": "127.0.0.1", "litellm_proxy_gateway_count": 2},
+        [
+            'litellm_proxy_peer_bind_address is "127.0.0.1": with 2 gateway(s)',
+            "not loopback or empty: the other gateways reach this proxy there",
+        ],
+    ),
     "unknown-provider": (
         {
             "litellm_proxy_models": [

@@ -1,4 +1,6 @@
-"""The servers of the gateways' TLS front: every gateway's proxy.
+"""The servers of the gateways' TLS front: every gateway's proxy, and the
+ports the running stack publishes (which its firewall keeps guarding while
+a change moves to other ports).
 
 Each gateway publishes where the other gateways' fronts reach its proxy
 (``litellm_proxy_endpoint.peer``, ``{host, port}``), and every front spreads
@@ -58,9 +60,27 @@ def litellm_proxy_front_servers(
     return [servers[name] for name in sorted(servers)]
 
 
+def litellm_proxy_published_ports(container_info: Mapping[str, Any]) -> list[int]:
+    """The host ports a container publishes, from community.docker's
+    docker_container_info (none when the container does not exist)."""
+    if not container_info.get("exists"):
+        return []
+    bindings = ((container_info.get("container") or {}).get("HostConfig") or {}).get(
+        "PortBindings"
+    ) or {}
+    ports = {
+        int(binding["HostPort"])
+        for entries in bindings.values()
+        for binding in entries or []
+        if str(binding.get("HostPort") or "").isdigit()
+    }
+    return sorted(ports)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "litellm_proxy_front_servers": litellm_proxy_front_servers,
             "litellm_proxy_is_loopback": litellm_proxy_is_loopback,
+            "litellm_proxy_published_ports": litellm_proxy_published_ports,
         }

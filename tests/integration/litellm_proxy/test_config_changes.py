@@ -82,8 +82,11 @@ def test_new_model_applies_and_broken_config_is_refused_with_old_proxy_serving(
     assert chat(gateway, gateway_url, "cheap").status_code == 200
 
 
+# The stack's files, and the firewall of the ports only the gateways reach: a
+# change that cannot start leaves the previous stack behind its own firewall.
 STACK_FILES = (
     "/opt/litellm-proxy/config.yaml /opt/litellm-proxy/compose.yaml /opt/litellm-proxy/litellm.env"
+    " /etc/nftables.d/litellm_proxy.nft /etc/nftables.d/litellm_ledger.nft"
 )
 # Changes the proxy's loader accepts but that cannot start, or not in time:
 # the play must bring the previous proxy back for real and say what happened.
@@ -163,6 +166,8 @@ def test_a_change_that_cannot_start_brings_the_previous_proxy_back(
         for words in expected:
             assert words in output, f"{words!r} not in: {output[-3000:]}"
         assert gateway_host.check_output(f"sha256sum {STACK_FILES}") == before
+        table = gateway_host.check_output("nft list table inet litellm_proxy")
+        assert f"dport {LITELLM['litellm_proxy_port']} counter" in table  # its port alone
         wait_until(
             lambda: chat(gateway, gateway_url, "cheap").status_code == 200,
             30,

@@ -26,6 +26,8 @@ STACK_FILES = " ".join(
         "/opt/litellm-proxy/compose.yaml",
         "/opt/litellm-proxy/litellm.env",
         "/etc/haproxy/haproxy.cfg",
+        "/etc/nftables.d/litellm_proxy.nft",
+        "/etc/nftables.d/litellm_ledger.nft",
     ]
 )
 

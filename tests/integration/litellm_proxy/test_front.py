@@ -84,3 +84,24 @@ def test_the_front_serves_every_gateways_proxy_checked_on_readiness(
         assert f" {name} {peer['host']} " in addresses, addresses
     config = gateway.file("/etc/haproxy/haproxy.cfg").content_string
     assert config.count("option httpchk GET /health/readiness") == 2
+
+
+def test_only_the_gateways_reach_the_houses_ledger_database(
+    hosts: dict[str, testinfra.host.Host], endpoints: dict[str, Any]
+) -> None:
+    """The lab's gateway is the ledger gateway: its stack publishes the one ledger
+    database on its LAN address for the other gateways, and drops every other
+    host there; its own proxy writes to it inside the stack."""
+    (peer,) = [gateway["peer"] for gateway in endpoints["gateways"].values()]
+    port = DEFAULTS["litellm_proxy_ledger_port"]
+    gateway = hosts["gateway"]
+    assert gateway.run(f"{CONNECT} {peer['host']} {port}").rc == 0
+    for name in ("providers", "monitoring", "ollama"):
+        probe = hosts[name].run(f"{CONNECT} {peer['host']} {port}")
+        assert probe.rc != 0, f"{name} reached the ledger database"
+        assert "timed out" in probe.stderr, probe.stderr  # dropped, not refused
+    table = gateway.check_output("nft list table inet litellm_ledger")
+    assert f"dport {port} counter" in table
+    env = gateway.check_output("cat /opt/litellm-proxy/litellm.env")
+    (dsn,) = [line for line in env.splitlines() if line.startswith("GATEWAY_LEDGER_DSN=")]
+    assert dsn.partition("@")[2].startswith("postgres:5432/")  # its own, inside the stack

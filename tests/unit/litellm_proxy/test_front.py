@@ -10,9 +10,11 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
+from tests.support.loader import REPO
 from tests.support.role_render import RoleVars, included, render_template, role_filters
 
 ADDRESSES = {"gw1": "10.0.0.10", "gw2": "10.0.0.11"}
+PEERS_TASKS = "roles/litellm_proxy/tasks/peers.yml"
 PEERS = {name: {"host": address, "port": 4000} for name, address in ADDRESSES.items()}
 
 
@@ -21,8 +23,19 @@ def role(host: str = "gw1", **overrides: Any) -> RoleVars:
         "inventory_hostname": host,
         "ansible_facts": {"default_ipv4": {"address": ADDRESSES[host]}},
         "ansible_host": ADDRESSES[host],
+        # What docker_container_info said of the running proxy and ledger: none yet.
+        "__litellm_proxy_running": {"results": [{"exists": False}, {"exists": False}]},
     }
     return RoleVars("litellm_proxy", base, overrides)
+
+
+def running(*ports: int) -> dict[str, Any]:
+    """docker_container_info's answer for a proxy that publishes ``ports``."""
+    bindings = {
+        "4000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)} for port in ports]
+        + [{"HostIp": "10.0.0.10", "HostPort": str(port)} for port in ports]
+    }
+    return {"exists": True, "container": {"HostConfig": {"PortBindings": bindings}}}
 
 
 def backends(variables: RoleVars) -> dict[str, list[str]]:
@@ -46,9 +59,15 @@ def ports(variables: RoleVars) -> list[str]:
     return compose["services"]["litellm"]["ports"]
 
 
-def firewall(variables: RoleVars) -> tuple[str, list[str]]:
-    """The firewall's state and its rules, as common's port_firewall writes them."""
-    given = included(variables, "roles/litellm_proxy/tasks/peers.yml", "common", "port_firewall")
+def firewall(variables: RoleVars, table: str = "litellm_proxy") -> tuple[str, list[str]]:
+    """One of the role's firewalls (the peer port's, or the ledger's): its state and
+    its rules, as common's port_firewall writes them for that item of the loop."""
+    tasks = yaml.safe_load((REPO / PEERS_TASKS).read_text())
+    (task,) = [t for t in tasks if "ansible.builtin.include_role" in t]
+    loop_var = task["loop_control"]["loop_var"]
+    (item,) = [i for i in variables._resolve(task["loop"]) if i["table"] == table]
+    with_item = RoleVars("litellm_proxy", {**variables._raw, loop_var: item}, {})
+    given = included(with_item, PEERS_TASKS, "common", "port_firewall")
     text = render_template("common", "port_firewall.nft.j2", given)
     lines = [line.strip() for line in text.splitlines() if not line.strip().startswith("#")]
     rules = [line for line in lines if "dport" in line or "elements" in line or "hook" in line]
@@ -155,3 +174,27 @@ def test_the_endpoint_says_where_the_fronts_reach_the_proxy() -> None:
     assert role()["_litellm_proxy_peer"] == {"host": "10.0.0.10", "port": 4000}
     alone = role(litellm_proxy_peer_bind_address="")
     assert alone["_litellm_proxy_peer"] == {"host": "127.0.0.1", "port": 4000}
+
+
+def test_a_port_the_running_proxy_publishes_stays_guarded_while_the_stack_moves() -> None:
+    """Before the deploy the table guards the running proxy's port beside the new
+    one, so a change that cannot start leaves the previous stack behind its
+    firewall; once the new stack runs, the role writes it with its port alone."""
+    before = {"results": [running(4000), {"exists": False}]}
+    moving = role(litellm_proxy_port=9100, __litellm_proxy_running=before)
+    rules = firewall(moving)[1]
+    assert rules[-1] == "fib daddr type local tcp dport { 4000, 9100 } counter drop"
+    after = {"results": [running(9100), {"exists": False}]}
+    rules = firewall(role(litellm_proxy_port=9100, __litellm_proxy_running=after))[1]
+    assert rules[-1] == "fib daddr type local tcp dport 9100 counter drop"
+    # A change that did not start: the previous stack is back, on its port alone.
+    back = role(
+        litellm_proxy_port=9100,
+        __litellm_proxy_running=before,
+        __litellm_proxy_firewall_follow="running",
+    )
+    assert firewall(back)[1][-1] == "fib daddr type local tcp dport 4000 counter drop"
+    front = role_filters("litellm_proxy", "front")
+    assert front is not None
+    assert front.litellm_proxy_published_ports({"exists": False}) == []
+    assert front.litellm_proxy_published_ports(running(4000, 4001)) == [4000, 4001]

@@ -31,6 +31,13 @@ def litellm_proxy_is_loopback(address: Any) -> bool:
         return False
 
 
+def litellm_proxy_front_server_name(inventory_name: Any) -> str:
+    """A gateway's server name in every front's HAProxy backend: its inventory
+    name, with what HAProxy does not allow in a name (all but letters, digits
+    and ``. _ -``) as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(inventory_name))
+
+
 def litellm_proxy_front_servers(
     peers: Mapping[str, Any], this_host: str, this_peer: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -46,8 +53,7 @@ def litellm_proxy_front_servers(
         if not host or (inventory_name != this_host and litellm_proxy_is_loopback(host)):
             continue
         servers[str(inventory_name)] = {
-            # HAProxy's server names: letters, digits and . _ - only.
-            "name": re.sub(r"[^A-Za-z0-9_.-]", "_", str(inventory_name)),
+            "name": litellm_proxy_front_server_name(inventory_name),
             "host": host,
             "port": int(peer["port"]),
             "this": inventory_name == this_host,
@@ -82,5 +88,6 @@ class FilterModule:
         return {
             "litellm_proxy_front_servers": litellm_proxy_front_servers,
             "litellm_proxy_is_loopback": litellm_proxy_is_loopback,
+            "litellm_proxy_front_server_name": litellm_proxy_front_server_name,
             "litellm_proxy_published_ports": litellm_proxy_published_ports,
         }

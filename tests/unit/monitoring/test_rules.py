@@ -51,6 +51,8 @@ ALERTS = {
     "LedgerRowsPilingUp",
     "LedgerRowsQuarantined",
     "GatewayStateDown",
+    "GatewayAddressNotHeld",
+    "GatewayAddressMoved",
 }
 
 
@@ -122,6 +124,8 @@ def test_rules_with_other_thresholds_still_pass_their_own_tests(
         "monitoring_alert_rate_window": "2m",
         "monitoring_alert_deployment_failing_for": "0s",
         "monitoring_alert_host_down_for": "1h",
+        "monitoring_alert_address_unheld_for": "2m",
+        "monitoring_alert_address_moved_window": "30m",
     }
     mounts = write_rules(
         tmp_path,

@@ -117,14 +117,14 @@ def gateway(lab: dict[str, str]) -> requests.Session:
 
 
 def lab_host(lab: dict[str, str], name: str) -> testinfra.host.Host:
-    """A testinfra handle on one lab host (`gateway`, `ollama`, `monitoring`, `providers`)."""
+    """A testinfra handle on one lab host (`gateway`, `gateway-2`, `ollama`, `monitoring`, ...)."""
     inventory = lab["LAB_INVENTORY"]
     return testinfra.get_host(f"ansible://llmlab-{name}?ansible_inventory={inventory}")
 
 
 @pytest.fixture(scope="session")
 def hosts(lab: dict[str, str]) -> dict[str, testinfra.host.Host]:
-    names = ("gateway", "ollama", "ollama-bookworm", "monitoring", "providers")
+    names = ("gateway", "gateway-2", "ollama", "ollama-bookworm", "monitoring", "providers")
     return {name: lab_host(lab, name) for name in names}
 
 

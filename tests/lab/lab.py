@@ -28,7 +28,7 @@ PORTS = {
     "OLLAMA_BOOKWORM": int(os.environ.get("LAB_OLLAMA_BOOKWORM_PORT", "21435")),
     "EMULATOR": int(os.environ.get("LAB_EMULATOR_PORT", "18080")),
 }
-HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring", "providers")
+HOSTS = ("gateway", "gateway-2", "ollama", "ollama-bookworm", "monitoring", "providers")
 
 
 def litellm_version() -> str:
@@ -88,6 +88,12 @@ def master_key(venv_bin: Path) -> str:
     return str(yaml.safe_load(out)["vault_litellm_master_key"])
 
 
+def virtual_address() -> str:
+    """The gateways' virtual address, as the lab's inventory sets it."""
+    group_vars = yaml.safe_load((SCENARIO / "group_vars" / "gateway" / "lab.yml").read_text())
+    return group_vars["gateway_vip_address"]
+
+
 def write_env(venv_bin: Path, images_env: dict[str, str]) -> Path:
     """Write `.lab/env` (shell-sourceable) and `.lab/inventory.yml` for testinfra."""
     LAB_DIR.mkdir(exist_ok=True)
@@ -107,6 +113,9 @@ def write_env(venv_bin: Path, images_env: dict[str, str]) -> Path:
     )
     values = {
         "GATEWAY_URL": f"https://127.0.0.1:{PORTS['GATEWAY']}",
+        # The gateways' virtual address (molecule/default/group_vars/gateway), on
+        # the lab's network, which this machine is on.
+        "GATEWAY_VIP_URL": f"https://{virtual_address()}",
         "GATEWAY_KEY": master_key(venv_bin),
         "EMULATOR_URL": f"http://127.0.0.1:{PORTS['EMULATOR']}",
         "OLLAMA_URL": f"http://127.0.0.1:{PORTS['OLLAMA']}",

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from tests.support.haproxy import servers
 from tests.support.lab_client import Emulator, answered_by, chat_alone, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -31,20 +32,24 @@ def started_at(gateway) -> str:
 def test_a_request_in_flight_when_the_proxy_restarts_gets_its_whole_answer(
     hosts: dict, gateway: requests.Session, gateway_url: str, emulator: Emulator
 ) -> None:
-    host = hosts["gateway"]
     grace = DEFAULTS["litellm_proxy_graceful_shutdown_timeout"]
+    host = hosts["gateway"]
     assert host.check_output(
         f"docker inspect --format '{{{{.Config.StopTimeout}}}}' {CONTAINER}"
     ) == str(grace + 15)
     env = host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {CONTAINER}")
     assert f"GRACEFUL_SHUTDOWN_TIMEOUT={grace}" in env
-    before = started_at(host)
     emulator.set("openai", "ok", latency_ms=SLOW_MS)
     with ThreadPoolExecutor(1) as pool:
         # The request's own timeout: the lab's proxy gives an upstream 5 s.
         pending = pool.submit(chat_alone, gateway, gateway_url, "gpt-4o-mini", timeout=40)
         wait_until(lambda: len(emulator.model_calls("openai")) == 1, 10, "the slow call to start")
         assert not pending.done()  # the request is in flight when the proxy stops
+        # The front (the first gateway's) sent it to one of the two gateways'
+        # proxies: the one it has a session open with is restarted.
+        (serving,) = [name for name, row in servers(host).items() if int(row["scur"] or 0) > 0]
+        host = hosts[serving.removeprefix("llmlab-")]
+        before = started_at(host)
         restart = host.run("cd /opt/litellm-proxy && docker compose restart litellm")
         answer = pending.result(timeout=90)
     assert restart.rc == 0, restart.stderr

@@ -110,14 +110,18 @@ def test_only_the_gateways_reach_the_shared_state(
 def test_every_worker_counts_an_app_in_one_window_in_redis(
     hosts: dict[str, testinfra.host.Host], password: str, gateway_url: str, emulator: Emulator
 ) -> None:
-    """lab-app may make 5 requests a minute: of 8 made now (spread over the
-    gateway's workers) exactly 5 are served, and the window in Redis holds 5."""
+    """lab-app may make 5 requests a minute: of 8 made now (spread over both
+    gateways and their workers by the front) exactly 5 are served, and the
+    window in Redis holds 5."""
     for provider in ("openai", "anthropic", "gemini"):
         emulator.set(provider, "ok")
     (app,) = [a for a in GATEWAY_LAB["litellm_proxy_apps"] if a["name"] == "lab-app"]
     key = "gateway:rate:" + hashlib.sha256(b"lab-app").hexdigest()[:32]
     redis(hosts["gateway"], password, "del", key)
-    statuses = [post(gateway_url, lab_app_key(), GOOD).status_code for _ in range(8)]
+    answers = [post(gateway_url, lab_app_key(), GOOD) for _ in range(8)]
+    statuses = [answer.status_code for answer in answers]
+    gateways = {answer.headers.get("X-LLM-Gateway") for answer in answers}
+    assert gateways == {"llmlab-gateway", "llmlab-gateway-2"}, gateways
     assert statuses.count(200) == app["rpm"], statuses
     assert statuses.count(429) == 8 - app["rpm"], statuses
     assert int(redis(hosts["gateway"], password, "zcard", key)) == app["rpm"]
@@ -137,8 +141,9 @@ def test_a_cooldown_is_shared_by_every_worker_through_redis(
     its named id, with its own record of why. Ollama answers again and the
     cooldown ends; then a cooldown of it is written to Redis from outside, as
     another gateway's worker would: within a second (how often LiteLLM's workers
-    re-read the cooldowns there) no worker of this gateway sends it a request,
-    though it is healthy: 20 requests reach Ollama 0 times."""
+    re-read the cooldowns there) no worker of either gateway sends it a request,
+    though it is healthy: 20 requests, spread over both gateways by the front,
+    reach Ollama 0 times."""
     for provider in ("openai", "anthropic", "gemini"):
         emulator.set(provider, "ok")
     deployment = "cheap/llama3.2:1b@llmlab-ollama"

@@ -36,7 +36,7 @@ from tests.support.lab_client import Emulator, answered_by, chat, flat, run_play
 from tests.support.monitoring_role import filters
 from tests.support.prometheus import REPO, Prometheus, fetch_json, settings
 
-STACK_HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring")
+STACK_HOSTS = ("gateway", "gateway-2", "ollama", "ollama-bookworm", "monitoring")
 EXPECTED_JOBS = {"prometheus", "alertmanager", "node", "litellm"}
 GRAFANA_UID = 472
 DASHBOARD_TASK = "dashboard-1"  # the task the dashboard test's traffic is tagged with
@@ -190,6 +190,8 @@ def test_every_gateway_reaches_every_ollama_host(prometheus: Prometheus) -> None
     assert {(r["metric"]["instance"], r["metric"]["ollama"]) for r in results} == {
         ("llmlab-gateway", "llmlab-ollama"),
         ("llmlab-gateway", "llmlab-ollama-bookworm"),
+        ("llmlab-gateway-2", "llmlab-ollama"),
+        ("llmlab-gateway-2", "llmlab-ollama-bookworm"),
     }
 
 

@@ -16,7 +16,7 @@ from tests.support.lab_client import service_running
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULTS = yaml.safe_load((REPO / "roles/node_exporter/defaults/main.yml").read_text())
-STACK_HOSTS = ("gateway", "ollama", "ollama-bookworm", "monitoring")
+STACK_HOSTS = ("gateway", "gateway-2", "ollama", "ollama-bookworm", "monitoring")
 
 
 @pytest.mark.parametrize("name", STACK_HOSTS)

@@ -53,7 +53,7 @@ def test_an_ollama_host_that_is_off_fails_clearly_and_the_rest_deploys(
         assert f"fatal: [{ASLEEP}]: UNREACHABLE!" in output, output[-3000:]
         counts = play_recap(run.stdout)
         assert counts[ASLEEP]["unreachable"] >= 1, counts
-        for name in ("llmlab-gateway", "llmlab-ollama", "llmlab-monitoring"):
+        for name in ("llmlab-gateway", "llmlab-gateway-2", "llmlab-ollama", "llmlab-monitoring"):
             assert counts[name]["failed"] == 0, (name, counts)
             assert counts[name]["unreachable"] == 0, (name, counts)
         assert "PLAY [Deploy Prometheus, Alertmanager and Grafana" in flat(output)

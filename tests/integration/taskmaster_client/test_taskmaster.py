@@ -379,10 +379,11 @@ def test_concurrent_calls_overrun_a_task_budget_by_at_most_one_call(
     ledger: Ledger,
     mini_answers: Emulator,
 ) -> None:
-    """Sixteen calls at once for a task whose budget is smaller than one call: every
-    worker reserves a call's worst case in Postgres before it goes upstream, so one
-    call is served and fifteen are refused, where a check of the spend alone let
-    every call that started before the first one ended through."""
+    """Sixteen calls at once, over both gateways, for a task whose budget is smaller
+    than one call: every worker of every gateway reserves a call's worst case in
+    the house's one ledger before it goes upstream, so one call is served and
+    fifteen are refused, where a check of the spend alone let every call that
+    started before the first one ended through."""
     task = task_id(9)
     env = {**os.environ, "GATEWAY_URL": gateway_url, "GATEWAY_KEY": gateway_key}
     done = taskcost("budget", "set", task, "0.000001", env=env)
@@ -397,6 +398,9 @@ def test_concurrent_calls_overrun_a_task_budget_by_at_most_one_call(
             )
         codes = sorted(a.status_code for a in answers)
         assert codes == [200] + [402] * 15, [(a.status_code, a.text[:200]) for a in answers]
+        # The front spread them over both gateways: the budget holds for the house.
+        gateways = {a.headers.get("X-LLM-Gateway") for a in answers}
+        assert gateways == {"llmlab-gateway", "llmlab-gateway-2"}, gateways
         assert len(mini_answers.model_calls()) == 1, "a refused call reached the upstream"
         rows = ledger.wait_rows(lambda r: len(r) == 16, "a row for each call", task=task)
         assert sorted(r["status"] for r in rows) == ["refused"] * 15 + ["success"]

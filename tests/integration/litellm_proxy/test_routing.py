@@ -155,12 +155,20 @@ FAILURES = {
 }
 
 
-def proxy_workers(hosts: dict) -> int:
-    """How many LiteLLM workers the gateway's proxy runs (its Compose command)."""
-    command = hosts["gateway"].check_output(
-        "grep -A1 -- --num_workers /opt/litellm-proxy/compose.yaml"
-    )
+GATEWAYS = ("gateway", "gateway-2")
+
+
+def proxy_workers(hosts: dict, name: str = "gateway") -> int:
+    """How many LiteLLM workers a gateway's proxy runs (its Compose command)."""
+    command = hosts[name].check_output("grep -A1 -- --num_workers /opt/litellm-proxy/compose.yaml")
     return int(command.split()[-1].strip('"'))
+
+
+def deployment_slots(hosts: dict, name: str, deployment: str) -> int:
+    """max_parallel_requests of one deployment in a gateway's LiteLLM config."""
+    config = yaml.safe_load(hosts[name].file("/opt/litellm-proxy/config.yaml").content_string)
+    (entry,) = [d for d in config["model_list"] if d["model_info"].get("id") == deployment]
+    return int(entry["litellm_params"]["max_parallel_requests"])
 
 
 @pytest.mark.usefixtures("healthy")
@@ -181,9 +189,11 @@ def test_failing_preferred_deployment_leaves_the_rotation_and_comes_back(
     cooldown from Redis within a second (test_shared_state.py measures that
     part). The bound here does not lean on the sharing: within one cooldown of
     the first failure the deployment gets at most
-    workers * (allowed_fails + 1) * (num_retries + 1) calls, where 50 requests
+    workers * (allowed_fails + 1) * (num_retries + 1) calls (the workers of both
+    gateways, which the front spreads the requests over), where 50 requests
     would give it 50 or more if it stayed in."""
-    bound = proxy_workers(hosts) * (router["allowed_fails"] + 1) * (router["num_retries"] + 1)
+    workers = sum(proxy_workers(hosts, name) for name in GATEWAYS)  # every worker of the house
+    bound = workers * (router["allowed_fails"] + 1) * (router["num_retries"] + 1)
     ollama.set("ollama", mode, **FAILURES[mode])
     statuses = [chat(gateway, gateway_url, "cheap").status_code for _ in range(50)]
     assert statuses == [200] * 50
@@ -232,13 +242,19 @@ def test_a_busy_ollama_host_gets_no_more_than_its_slots_and_the_tier_takes_the_r
     hosts: dict,
 ) -> None:
     """The lab's Ollama host serves `ollama_host_num_parallel` requests at once, and
-    the gateway's workers split that between them for `cheap`. Eight `cheap`
-    requests at once while Ollama takes 2 s to answer: every one is answered, at
-    most that many reach Ollama, and the rest are answered at once by the tier's
+    each gateway gets an equal share of it for `cheap`, split over its workers
+    (at least one each). Eight `cheap` requests at once, over both gateways,
+    while Ollama takes 2 s to answer: every one is answered, at most the
+    house's slots reach Ollama, and the rest are answered at once by the tier's
     next deployment (gpt-4o-mini), not queued on the busy host. A full host is
     not a broken one: the next request goes to Ollama again, with no cooldown."""
-    workers = proxy_workers(hosts)
-    slots = max(1, int(OLLAMA_LAB["ollama_host_num_parallel"]) // workers) * workers
+    parallel = int(OLLAMA_LAB["ollama_host_num_parallel"])
+    per_gateway = {
+        name: max(1, parallel // len(GATEWAYS) // proxy_workers(hosts, name)) for name in GATEWAYS
+    }
+    for name, share in per_gateway.items():
+        assert deployment_slots(hosts, name, "cheap/llama3.2:1b@llmlab-ollama") == share, name
+    slots = sum(share * proxy_workers(hosts, name) for name, share in per_gateway.items())
     # Slow, not failing: the emulator's own control, so no recovery is waited for.
     Emulator.set(ollama, "ollama", "ok", latency_ms=2000)
     start = threading.Barrier(8)

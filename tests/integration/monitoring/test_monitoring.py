@@ -30,6 +30,7 @@ import requests
 import testinfra
 import yaml
 
+from tests.integration.litellm_proxy.test_security import from_host
 from tests.support.alert_inbox import AlertInbox, alerts_in, mail_text
 from tests.support.dashboards import DASHBOARDS_DIR, dashboard_queries
 from tests.support.lab_client import Emulator, answered_by, chat, flat, run_playbook
@@ -287,11 +288,14 @@ def test_the_ledgers_database_stopped_fires_its_alerts_and_they_reach_every_rece
     hosts: dict[str, testinfra.host.Host],
     lab_vault: dict[str, Any],
 ) -> None:
-    """The gateway's Postgres stops: the ledger cannot write, its rows wait in the
-    spool (more than the lab's threshold of 3), and LedgerDatabaseDown and
-    LedgerRowsPilingUp fire. Each of the lab's receivers hears of it (ntfy, mail,
-    webhook, all kept by the alert receiver on the providers host); Postgres starts
-    again, the rows are written, both alerts resolve and the receivers hear that too."""
+    """The house's ledger Postgres (on the first gateway) stops: neither gateway's
+    ledger can write, their rows wait in their spools (more than the lab's
+    threshold of 3 each: ten requests, spread over both by the front), and
+    LedgerDatabaseDown and LedgerRowsPilingUp fire, for both gateways. Each of the
+    lab's receivers hears of it (ntfy, mail, webhook, all kept by the alert
+    receiver on the providers host; one notification per gateway, grouped by
+    instance); Postgres starts again, the rows are written, both alerts resolve
+    and the receivers hear that too."""
     names = ("LedgerDatabaseDown", "LedgerRowsPilingUp")
     promised = max(
         seconds("monitoring_alert_ledger_down_for"), seconds("monitoring_alert_ledger_pending_for")
@@ -331,7 +335,7 @@ def test_the_ledgers_database_stopped_fires_its_alerts_and_they_reach_every_rece
     inbox.clear()
     gateway_host.run_expect([0], f"{compose} stop postgres")
     try:
-        for n in range(5):
+        for n in range(10):
             answer = gateway.post(
                 f"{gateway_url}/v1/chat/completions",
                 headers={"x-litellm-tags": "task:ledger-alert"},
@@ -345,8 +349,8 @@ def test_the_ledgers_database_stopped_fires_its_alerts_and_they_reach_every_rece
         gateway_host.run_expect([0], f"{compose} start postgres")
 
     (alert,) = alerts_in(firing["webhook"], names[0], "firing")
+    assert alert["labels"]["instance"] in ("llmlab-gateway", "llmlab-gateway-2")
     assert alert["labels"]["severity"] == "critical"
-    assert alert["labels"]["instance"] == "llmlab-gateway"
     assert "cannot write to its database" in alert["annotations"]["summary"]
     ntfy = firing["ntfy"]
     assert ntfy["headers"].get("Authorization") == f"Bearer {lab_vault['vault_lab_ntfy_token']}"
@@ -489,22 +493,28 @@ def test_the_shared_state_stopped_leaves_the_gateway_serving_and_fires_its_alert
     gateway: requests.Session,
     gateway_url: str,
 ) -> None:
-    """Redis (the shared state, on the first gateway) stops: the gateway keeps
+    """Redis (the shared state, on the first gateway) stops: both gateways keep
     answering, gateway_state_up goes to 0 and GatewayStateDown reaches the
-    webhook; Redis starts again and, without a restart of the proxy, the metric
+    webhook; Redis starts again and, without a restart of the proxies, the metric
     goes back to 1 and the alert resolves."""
     state_host = hosts["gateway"]
 
-    def state_up() -> list[float]:
-        return [float(r["value"][1]) for r in prometheus.query("gateway_state_up")]
+    def state_up() -> dict[str, float]:
+        """gateway_state_up of each gateway, its lowest over the workers."""
+        results = prometheus.query("min by (instance) (gateway_state_up)")
+        return {r["metric"]["instance"]: float(r["value"][1]) for r in results}
 
-    poll(lambda: state_up() == [1.0], 120, "gateway_state_up at 1 before Redis stops")
+    everywhere = {"llmlab-gateway": 1.0, "llmlab-gateway-2": 1.0}
+    poll(lambda: state_up() == everywhere, 120, "gateway_state_up at 1 before Redis stops")
     state_host.run_expect([0], "systemctl stop redis-server")
     stopped = time.monotonic()
     try:
-        for n in range(5):
+        served_by = set()
+        for n in range(6):
             answer = chat(gateway, gateway_url, "gpt-4o-mini", f"without the state {n}")
             assert answer.status_code == 200, answer.text[:500]
+            served_by.add(answer.headers.get("X-LLM-Gateway"))
+        assert served_by == set(everywhere), served_by
         alert, _ = fires_and_reaches_the_webhook(
             prometheus,
             inbox,
@@ -515,16 +525,24 @@ def test_the_shared_state_stopped_leaves_the_gateway_serving_and_fires_its_alert
         )
         took = time.monotonic() - stopped
         assert "cannot reach the gateways' shared state" in alert["annotations"]["summary"]
-        assert state_up() and max(state_up()) == 0.0
+        assert state_up() and max(state_up().values()) == 0.0
     finally:
         state_host.run_expect([0], "systemctl start redis-server")
     print(f"GatewayStateDown reached the webhook {took:.0f}s after Redis stopped")
     poll(
-        lambda: chat(gateway, gateway_url, "gpt-4o-mini").ok and state_up() == [1.0],
+        lambda: chat(gateway, gateway_url, "gpt-4o-mini").ok and state_up() == everywhere,
         120,
         "gateway_state_up back at 1 once Redis is back",
     )
     resolves_and_reaches_the_webhook(inbox, "GatewayStateDown", {"instance": "llmlab-gateway"})
+
+
+def ledger_status(host: testinfra.host.Host, key: str) -> dict[str, Any]:
+    """The ledger's status as one gateway's own proxy gives it (on that host)."""
+    url = f"http://127.0.0.1:{LITELLM['litellm_proxy_port']}/gateway/ledger/status"
+    answer = from_host(host, "GET", url, key)
+    assert answer["status"] == 200, answer
+    return json.loads(answer["body"])
 
 
 def test_a_row_postgres_refuses_fires_ledger_rows_quarantined(
@@ -533,6 +551,8 @@ def test_a_row_postgres_refuses_fires_ledger_rows_quarantined(
     ollama_emulator: Emulator,
     gateway: requests.Session,
     gateway_url: str,
+    gateway_key: str,
+    hosts: dict[str, testinfra.host.Host],
 ) -> None:
     """Ollama reports 3 billion prompt tokens for one call (a local model: the call
     costs nothing, so no spend alert follows), more than the ledger's integer column
@@ -544,7 +564,7 @@ def test_a_row_postgres_refuses_fires_ledger_rows_quarantined(
         "LedgerRowsQuarantined still fires from an earlier run on this lab (it looks back an"
         " hour), so the webhook would hear nothing new: bring the lab up anew to run this again"
     )
-    before = gateway.get(f"{gateway_url}/gateway/ledger/status", timeout=30).json()
+    before = {name: ledger_status(hosts[name], gateway_key) for name in ("gateway", "gateway-2")}
     poll(
         lambda: answered_by(chat(gateway, gateway_url, "cheap")) == "ollama/llama3.2:1b",
         90,
@@ -556,16 +576,18 @@ def test_a_row_postgres_refuses_fires_ledger_rows_quarantined(
         assert answer.status_code == 200, answer.text[:500]
         assert answered_by(answer) == "ollama/llama3.2:1b"
         assert answer.json()["usage"]["prompt_tokens"] == 3_000_000_000
+        served = answer.headers["X-LLM-Gateway"]  # whose ledger gets the row
     finally:
         ollama_emulator.set("ollama", "ok")
     assert chat(gateway, gateway_url, "cheap", "the call after it").status_code == 200
     alert, took = fires_and_reaches_the_webhook(
-        prometheus, inbox, "LedgerRowsQuarantined", {"instance": "llmlab-gateway"}, None
+        prometheus, inbox, "LedgerRowsQuarantined", {"instance": served}, None
     )
     print(f"LedgerRowsQuarantined reached the webhook {took:.0f}s after the call")
     assert "set rows aside" in alert["annotations"]["summary"], alert
-    status = gateway.get(f"{gateway_url}/gateway/ledger/status", timeout=30).json()
-    assert status["quarantined_rows"] == before["quarantined_rows"] + 1, status
+    name = served.removeprefix("llmlab-")
+    status = ledger_status(hosts[name], gateway_key)
+    assert status["quarantined_rows"] == before[name]["quarantined_rows"] + 1, status
     assert status["database"] == "up", status
 
 

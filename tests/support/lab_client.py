@@ -154,3 +154,32 @@ def service_running(host: Any, name: str) -> None:
         raise AssertionError(
             f"{name} on {host.backend.get_hostname()} is not running and enabled:\n{log}"
         )
+
+
+PROXY_GET = (
+    "import json, sys, urllib.error, urllib.request\n"
+    "key = {'Authorization': 'Bearer ' + sys.argv[2]}\n"
+    "request = urllib.request.Request(sys.argv[1], headers=key)\n"
+    "try:\n"
+    "    answer = urllib.request.urlopen(request, timeout=20)\n"
+    "    print(json.dumps({'status': answer.status, 'body': answer.read().decode()}))\n"
+    "except urllib.error.HTTPError as error:\n"
+    "    print(json.dumps({'status': error.code, 'body': error.read().decode()}))\n"
+)
+
+
+def proxy_get(host: Any, path: str, key: str, port: int = 4000) -> dict[str, Any]:
+    """GET `path` from one gateway's own proxy, on its host (past the front,
+    which would send it to any gateway's proxy): {status, body}."""
+    import shlex
+
+    url = f"http://127.0.0.1:{port}{path}"
+    command = f"python3 -c {shlex.quote(PROXY_GET)} {shlex.quote(url)} {shlex.quote(key)}"
+    return json.loads(host.check_output(command))
+
+
+def ledger_status(host: Any, key: str) -> dict[str, Any]:
+    """The cost ledger's status as one gateway's own proxy reports it."""
+    answer = proxy_get(host, "/gateway/ledger/status", key)
+    assert answer["status"] == 200, answer
+    return json.loads(answer["body"])

@@ -30,10 +30,16 @@ import requests
 import testinfra
 import yaml
 
-from tests.integration.litellm_proxy.test_security import from_host
 from tests.support.alert_inbox import AlertInbox, alerts_in, mail_text
 from tests.support.dashboards import DASHBOARDS_DIR, dashboard_queries
-from tests.support.lab_client import Emulator, answered_by, chat, flat, run_playbook
+from tests.support.lab_client import (
+    Emulator,
+    answered_by,
+    chat,
+    flat,
+    ledger_status,
+    run_playbook,
+)
 from tests.support.monitoring_role import filters
 from tests.support.prometheus import REPO, Prometheus, fetch_json, settings
 
@@ -535,14 +541,6 @@ def test_the_shared_state_stopped_leaves_the_gateway_serving_and_fires_its_alert
         "gateway_state_up back at 1 once Redis is back",
     )
     resolves_and_reaches_the_webhook(inbox, "GatewayStateDown", {"instance": "llmlab-gateway"})
-
-
-def ledger_status(host: testinfra.host.Host, key: str) -> dict[str, Any]:
-    """The ledger's status as one gateway's own proxy gives it (on that host)."""
-    url = f"http://127.0.0.1:{LITELLM['litellm_proxy_port']}/gateway/ledger/status"
-    answer = from_host(host, "GET", url, key)
-    assert answer["status"] == 200, answer
-    return json.loads(answer["body"])
 
 
 def test_a_row_postgres_refuses_fires_ledger_rows_quarantined(

@@ -37,6 +37,7 @@ from tests.support.lab_client import (
     answered_by,
     changed_hosts,
     chat,
+    ledger_status,
     wait_until,
 )
 
@@ -51,6 +52,9 @@ PROJECT_DIR = DEFAULTS["litellm_proxy_project_dir"]
 COMPOSE = f"docker compose -p {DEFAULTS['litellm_proxy_compose_project']}"
 TASKMASTER_VERSION = "0.43.1"
 RUN = random.randint(100000, 899999)  # noqa: S311 (task ids of this run, not a secret)
+
+
+GATEWAYS = ("gateway", "gateway-2")
 
 
 def task_id(offset: int) -> str:
@@ -164,11 +168,31 @@ def mini_answers(gateway: requests.Session, gateway_url: str, emulator: Emulator
 # -------------------------------------------------------------------------- costs
 
 
+def task_spend(gateway: requests.Session, endpoints: dict[str, Any]) -> float:
+    """gateway_task_spend_usd_total over every task label of every gateway (each
+    front's /metrics is its own proxy's)."""
+    spent = 0.0
+    for name, published in endpoints["gateways"].items():
+        metrics = gateway.get(f"{published['url']}/metrics", timeout=30)
+        assert metrics.status_code == 200, name
+        spent += sum(
+            float(line.split()[-1])
+            for line in metrics.text.splitlines()
+            if line.startswith("gateway_task_spend_usd_total{")
+        )
+    return spent
+
+
 def test_ledger_cost_is_tokens_times_prices_and_litellms_own_header(
-    gateway: requests.Session, gateway_url: str, ledger: Ledger, mini_answers: Emulator
+    gateway: requests.Session,
+    gateway_url: str,
+    ledger: Ledger,
+    mini_answers: Emulator,
+    endpoints: dict[str, Any],
 ) -> None:
     task = task_id(1)
     words = "count these five words please"
+    spent_before = task_spend(gateway, endpoints)
     answer = tagged_chat(gateway, gateway_url, "gpt-4o-mini", task, words)
     assert answer.status_code == 200, answer.text
     header_cost = float(answer.headers["x-litellm-response-cost"])
@@ -191,15 +215,10 @@ def test_ledger_cost_is_tokens_times_prices_and_litellms_own_header(
     assert (row["input_tokens"], row["output_tokens"], row["stream"]) == (5, 6, True)
     assert row["cost_usd"] == pytest.approx(expected_cost("gpt-4o-mini", 5, 6), rel=1e-12)
 
-    # The dashboard's metric counts the same money.
-    metrics = gateway.get(f"{gateway_url}/metrics", timeout=30)
-    assert metrics.status_code == 200
-    sample = next(
-        line
-        for line in metrics.text.splitlines()
-        if line.startswith(f'gateway_task_spend_usd_total{{task="{task}"}}')
-    )
-    assert float(sample.split()[-1]) == pytest.approx(2 * header_cost, rel=1e-9)
+    # The dashboard's metric counts the same money, over the gateways that
+    # served the two calls (under the task's label, or `other` once a worker
+    # has labelled its share of tasks).
+    assert task_spend(gateway, endpoints) - spent_before == pytest.approx(2 * header_cost, rel=1e-9)
 
 
 def lab_app(index: int = 0) -> tuple[str, str, list[str]]:
@@ -471,6 +490,7 @@ def test_no_row_is_lost_when_the_containers_are_killed_recreated_or_restarted(
 def test_requests_succeed_while_postgres_is_stopped_and_rows_arrive_once_it_is_back(
     gateway: requests.Session,
     gateway_url: str,
+    gateway_key: str,
     hosts: dict,
     ledger: Ledger,
     mini_answers: Emulator,
@@ -492,11 +512,16 @@ def test_requests_succeed_while_postgres_is_stopped_and_rows_arrive_once_it_is_b
         assert budgeted.status_code == 503, budgeted.text
         assert budgeted.json()["error"]["type"] == "budget_unchecked", budgeted.text
         assert mini_answers.model_calls() == [], "an unchecked call reached the upstream"
-        wait_until(
-            lambda: ledger.status()["database"] == "down" and ledger.status()["pending_rows"] >= 5,
-            60,
-            "the ledger keeping the rows in its spool",
-        )
+
+        # Each gateway's spool holds the rows of the calls it served.
+        def spooled() -> bool:
+            statuses = [ledger_status(hosts[name], gateway_key) for name in GATEWAYS]
+            return (
+                all(s["database"] == "down" for s in statuses)
+                and sum(s["pending_rows"] for s in statuses) >= 5
+            )
+
+        wait_until(spooled, 60, "the ledgers keeping the rows in their spools")
         summary = ledger.get("/summary")
         assert summary.status_code == 503
         assert "rows wait in the spool" in summary.json()["detail"]
@@ -504,7 +529,11 @@ def test_requests_succeed_while_postgres_is_stopped_and_rows_arrive_once_it_is_b
         compose(hosts, "start postgres")
     rows = ledger.wait_rows(lambda r: len(r) == 5, "the spooled rows", deadline_s=180, task=task)
     assert {r["status"] for r in rows} == {"success"}
-    wait_until(lambda: ledger.status()["pending_rows"] == 0, 60, "an empty spool")
+    wait_until(
+        lambda: all(ledger_status(hosts[n], gateway_key)["pending_rows"] == 0 for n in GATEWAYS),
+        60,
+        "empty spools",
+    )
 
 
 # ------------------------------------------------------------------ Task Master

@@ -183,3 +183,13 @@ def ledger_status(host: Any, key: str) -> dict[str, Any]:
     answer = proxy_get(host, "/gateway/ledger/status", key)
     assert answer["status"] == 200, answer
     return json.loads(answer["body"])
+
+
+def vip_holders(hosts: dict[str, Any], address: str, names: tuple[str, ...]) -> list[str]:
+    """The lab hosts (of `names`) that have the virtual `address` on an interface."""
+    found = []
+    for name in names:
+        result = hosts[name].run("ip -4 -o addr show")
+        if result.rc == 0 and f" {address}/" in result.stdout:
+            found.append(name)
+    return found

@@ -30,7 +30,7 @@ from tests.integration.monitoring.test_monitoring import (
 )
 from tests.support.alert_inbox import AlertInbox
 from tests.support.haproxy import servers
-from tests.support.lab_client import wait_until
+from tests.support.lab_client import vip_holders, wait_until
 from tests.support.load import Load, failed, per_gateway
 from tests.support.prometheus import Prometheus
 
@@ -49,12 +49,7 @@ def holders(
     hosts: dict[str, testinfra.host.Host], address: str, names: tuple[str, ...] = GATEWAYS
 ) -> list[str]:
     """The gateways (of `names`) that have the virtual address on an interface."""
-    found = []
-    for name in names:
-        result = hosts[name].run("ip -4 -o addr show")
-        if result.rc == 0 and f" {address}/" in result.stdout:
-            found.append(name)
-    return found
+    return vip_holders(hosts, address, names)
 
 
 def first_time(check: Callable[[], bool], deadline_s: float = 60) -> float:

@@ -19,7 +19,7 @@ import testinfra
 import yaml
 
 from tests.support.haproxy import servers
-from tests.support.lab_client import REPO, run_playbook
+from tests.support.lab_client import REPO, run_playbook, vip_holders
 from tests.support.load import Load, failed, per_gateway
 
 DEFAULTS = yaml.safe_load((REPO / "roles/litellm_proxy/defaults/main.yml").read_text())
@@ -83,12 +83,7 @@ def started_at(host: testinfra.host.Host) -> str:
 def test_the_rolling_upgrade_of_both_gateways_fails_no_request(
     lab: dict[str, str], hosts: dict[str, testinfra.host.Host]
 ) -> None:
-    holder = next(
-        name
-        for name in GATEWAYS
-        if f" {lab['GATEWAY_VIP_URL'].removeprefix('https://')}/"
-        in hosts[name].check_output("ip -4 -o addr show")
-    )
+    (holder,) = vip_holders(hosts, lab["GATEWAY_VIP_URL"].removeprefix("https://"), GATEWAYS)
     before = {name: started_at(hosts[name]) for name in GATEWAYS}
     grace = DEFAULTS["litellm_proxy_graceful_shutdown_timeout"]
     sampler = Sampler(hosts[holder])

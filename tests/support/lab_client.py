@@ -98,10 +98,11 @@ def answered_by(response: requests.Response) -> str:
 
 
 def run_playbook(
-    lab: dict[str, str], playbook: str, extra_vars: dict | None = None, *args: str
+    lab: dict[str, str], playbook: str | list[str], extra_vars: dict | None = None, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run one of the project's playbooks against the lab, as a user would: the repo's
-    ansible.cfg, the inventory Molecule converged with, the lab's vault password.
+    """Run one of the project's playbooks (or several, in order, in one run) against the
+    lab, as a user would: the repo's ansible.cfg, the inventory Molecule converged
+    with, the lab's vault password.
     Molecule's own ANSIBLE_* settings are left out, so output reads the same
     whether the tests run under `molecule verify` or after `make lab-up`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
@@ -115,13 +116,17 @@ def run_playbook(
         "--vault-password-file",
         str(REPO / "molecule/default/vault-password.txt"),
         *args,
-        playbook,
+        *([playbook] if isinstance(playbook, str) else playbook),
     ]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
-    return subprocess.run(
+    began = time.monotonic()
+    run = subprocess.run(
         argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
     )
+    # Where a lab test's time goes (shown with -s, and with a failure).
+    print(f"{playbook} {' '.join(args)}: rc {run.returncode} in {time.monotonic() - began:.0f}s")
+    return run
 
 
 def flat(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def destroy_env() -> dict[str, str]:
     return dict.fromkeys(names, "unused-by-destroy")
 
 
+def stopped_lab_hosts() -> list[str]:
+    """The lab's containers that exist but have stopped (the machine restarted):
+    Molecule counts them as created and would converge hosts that are off."""
+    scenario = (REPO / "molecule/default/molecule.yml").read_text()
+    platforms = set(re.findall(r"^  - name: (\S+)$", scenario, re.M))
+    listed = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return sorted(platforms & set(listed.stdout.split()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "converge", "verify"])
@@ -39,6 +52,11 @@ def main() -> int:
         (lab.LAB_DIR / "env").unlink(missing_ok=True)
         return code
     env = lab.prepare()
+    stopped = stopped_lab_hosts()
+    if stopped and args.action in ("up", "converge"):
+        print(f"lab hosts stopped since they were made ({', '.join(stopped)}): making them anew")
+        if lab.molecule(bin_dir, "destroy", destroy_env()) != 0:
+            return 1
     env_file = lab.write_env(bin_dir, env)
     code = lab.molecule(bin_dir, "verify" if args.action == "verify" else "converge", env)
     if code == 0:
